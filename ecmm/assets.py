@@ -1,0 +1,82 @@
+"""The registry behind ``ecmm prepare``: what is built, in which order, where it is cached.
+
+Each asset is a folder under ``ECMM_HOME`` holding its files and a ``card.json`` (recipe, data,
+metrics, sha256) written last; a folder without a card is unfinished and is rebuilt.
+Builders are imported only when needed, so that ``ecmm info`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ecmm.config import get_settings
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One preparable thing."""
+
+    name: str  # registry key, e.g. "backbone"
+    description: str  # one line for `ecmm info`
+    folder: str  # folder under ECMM_HOME
+
+
+ASSETS: tuple[Asset, ...] = (
+    Asset("catalog", "offline shop catalog and photos", "data/catalog-v1"),
+    Asset("source", "source-domain icon corpus", "data/source-v1"),
+    Asset("backbone", "image backbone pretrained on the source corpus", "assets/backbone"),
+    Asset("clip", "CLIP-style model pretrained on the source corpus", "assets/clip"),
+)
+
+
+def _asset(name: str) -> Asset:
+    for asset in ASSETS:
+        if asset.name == name:
+            return asset
+    raise ValueError(f"Unknown asset {name!r}: choose from {[a.name for a in ASSETS]}.")
+
+
+def asset_dir(name: str) -> Path:
+    """Folder of an asset under ``ECMM_HOME`` (it may not be built yet)."""
+    return get_settings().home / _asset(name).folder
+
+
+def asset_card(name: str) -> dict | None:
+    """The asset's JSON card, or None when it is not built."""
+    card = asset_dir(name) / "card.json"
+    return json.loads(card.read_text()) if card.is_file() else None
+
+
+def _builder(name: str) -> Callable[[Path], object]:
+    if name == "catalog":
+        from ecmm.data.store import prepare_catalog
+
+        return lambda folder, force=False: prepare_catalog(force=force)
+    if name == "source":
+        from ecmm.data.store import prepare_source_corpus
+
+        return lambda folder, force=False: prepare_source_corpus(force=force)
+    if name == "backbone":
+        from ecmm.pretraining.backbone import build
+
+        return lambda folder, force=False: build(folder)
+    if name == "clip":
+        from ecmm.pretraining.clip import build
+
+        return lambda folder, force=False: build(folder)
+    raise ValueError(f"No builder for asset {name!r}.")
+
+
+def ensure_asset(name: str, force: bool = False) -> Path:
+    """Build an asset if it is missing (or when ``force``), and return its folder."""
+    folder = asset_dir(name)
+    if force or asset_card(name) is None:
+        if force and (folder / "card.json").exists():
+            (folder / "card.json").unlink()
+        _builder(name)(folder, force=force)
+        if asset_card(name) is None:
+            raise RuntimeError(f"Building {name!r} finished without writing {folder / 'card.json'}.")
+    return folder

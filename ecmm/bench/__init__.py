@@ -1,0 +1,6 @@
+"""Benchmarks: ``python -m ecmm.bench NAME [--json PATH]``. They measure and print; no timing asserts.
+
+Each benchmark is a module here with ``add_parser(subparsers)`` and ``run(args) -> int``.
+"""
+
+BENCHMARKS: tuple[str, ...] = ()  # module names under ecmm.bench
