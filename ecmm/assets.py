@@ -21,12 +21,12 @@ class Asset:
 
     name: str  # registry key, e.g. "backbone"
     description: str  # one line for `ecmm info`
-    folder: str  # folder under ECMM_HOME
+    folder: str | None  # folder under ECMM_HOME; None: the data store decides (versioned)
 
 
 ASSETS: tuple[Asset, ...] = (
-    Asset("catalog", "offline shop catalog and photos", "data/catalog-v1"),
-    Asset("source", "source-domain icon corpus", "data/source-v1"),
+    Asset("catalog", "offline shop catalog and photos", None),
+    Asset("source", "source-domain icon corpus", None),
     Asset("backbone", "image backbone pretrained on the source corpus", "assets/backbone"),
     Asset("clip", "CLIP-style model pretrained on the source corpus", "assets/clip"),
 )
@@ -41,7 +41,12 @@ def _asset(name: str) -> Asset:
 
 def asset_dir(name: str) -> Path:
     """Folder of an asset under ``ECMM_HOME`` (it may not be built yet)."""
-    return get_settings().home / _asset(name).folder
+    asset = _asset(name)
+    if asset.folder is None:
+        from ecmm.data.store import data_dir
+
+        return data_dir(name)
+    return get_settings().home / asset.folder
 
 
 def asset_card(name: str) -> dict | None:

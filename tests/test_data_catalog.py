@@ -77,3 +77,14 @@ def test_cached_catalog_matches_photos_and_schema():
 def test_build_catalog_rejects_too_few_photos():
     with pytest.raises(ValueError, match="at least 3"):
         build_catalog(photos_per_sku=1, progress=False)
+
+
+def test_black_only_icon_is_painted_inside_its_outline():
+    pawn = next(p for p in PRODUCT_TYPES if p.name == "chess pawn")
+    icon = np.asarray(render_icon(pawn.emoji))
+    painted = np.asarray(recolour(render_icon(pawn.emoji), "yellow"))
+    mask = paint_mask(icon)
+    assert mask.sum() > 0.5 * (icon[..., 3] > 127).sum()
+    assert (np.median(painted[mask][:, :2], axis=0) > 180).all()  # yellow: high red and green
+    edge = (icon[..., 3] > 127) & ~mask
+    assert np.array_equal(icon[edge], painted[edge])

@@ -74,7 +74,8 @@ def paint_mask(rgba: np.ndarray) -> np.ndarray:
     """Which pixels are the icon's paint (to recolour), leaving outlines and highlights alone.
 
     Saturated pixels are paint. An icon drawn in greys only (e.g. a grey shoe) has no saturated
-    pixels, so its mid-to-light grey fill is the paint instead. Dark outlines are never paint.
+    pixels, so its mid-to-light grey fill is the paint instead; dark outlines are kept. An icon
+    drawn almost entirely in black (a chess pawn) is painted inside a 2-pixel outline.
 
     Args:
         rgba: uint8 array (H, W, 4).
@@ -90,8 +91,25 @@ def paint_mask(rgba: np.ndarray) -> np.ndarray:
     saturated = opaque & not_outline & (saturation > 0.25)
     body = opaque & not_outline
     if saturated.sum() >= 0.15 * max(1, body.sum()):
-        return saturated
-    return body & (value < 0.97)  # greys, but not pure white highlights
+        paint = saturated
+    else:
+        paint = body & (value < 0.97)  # greys, but not pure white highlights
+    if paint.sum() >= 0.12 * max(1, opaque.sum()):
+        return paint
+    return opaque & ~_near_edge(opaque)  # drawn (almost) in black only: paint its inside
+
+
+def _near_edge(opaque: np.ndarray, width: int = 2) -> np.ndarray:
+    """Opaque pixels within ``width`` pixels of a transparent one (kept as the outline)."""
+    inside = opaque.copy()
+    for _ in range(width):
+        shrunk = inside.copy()
+        shrunk[1:, :] &= inside[:-1, :]
+        shrunk[:-1, :] &= inside[1:, :]
+        shrunk[:, 1:] &= inside[:, :-1]
+        shrunk[:, :-1] &= inside[:, 1:]
+        inside = shrunk
+    return opaque & ~inside
 
 
 def recolour(icon: Image.Image, colour: str) -> Image.Image:
@@ -115,7 +133,8 @@ def recolour(icon: Image.Image, colour: str) -> Image.Image:
     if not mask.any():
         return Image.fromarray(rgba, "RGBA")
     brightness = rgba[..., :3][mask].astype(np.float32).max(axis=-1) / 255.0
-    shading = brightness / max(float(np.median(brightness)), 1e-6)  # 1.0 = typical paint
+    median = float(np.median(brightness))
+    shading = brightness / median if median > 0.1 else np.ones_like(brightness)  # 1.0 = typical paint
     values = np.clip(value * shading ** 0.5, 0.0, 1.0)
     red, green, blue = colorsys.hsv_to_rgb(hue, saturation, 1.0)
     base = np.array([red, green, blue], dtype=np.float32)

@@ -15,12 +15,14 @@ import pandas as pd
 
 from ecmm.config import atomic_write, get_settings, write_json
 
-DATA_VERSION = 1  # bump when rendering or splits change; old caches are then rebuilt
+DATA_VERSIONS = {"catalog": 2, "source": 1}  # bump when rendering or splits change: caches rebuild
 
 
 def data_dir(name: str) -> Path:
-    """Folder of one prepared data set, e.g. ``~/.cache/ecmm/data/catalog-v1``."""
-    return get_settings().home / "data" / f"{name}-v{DATA_VERSION}"
+    """Folder of one prepared data set, e.g. ``~/.cache/ecmm/data/catalog-v2``."""
+    if name not in DATA_VERSIONS:
+        raise ValueError(f"Unknown data set {name!r}: choose from {sorted(DATA_VERSIONS)}.")
+    return get_settings().home / "data" / f"{name}-v{DATA_VERSIONS[name]}"
 
 
 def _is_ready(folder: Path) -> bool:
