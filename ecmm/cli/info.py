@@ -41,15 +41,13 @@ def collect_info() -> dict:
                        "categories": frame["category"].nunique(), "colours": frame["colour"].nunique(),
                        "photos_per_sku": catalog["images_shape"][1],
                        "splits": frame["split"].value_counts().to_dict()})
-    try:
-        from ecmm.data.intents import load_faq, load_intents
+    from ecmm.data.intents import load_faq, load_intents
 
-        intents = load_intents(profile="offline")
-        counts.update({"intents": intents.loc[intents.split != "out_of_scope", "intent"].nunique(),
-                       "min_templates_per_intent": int(intents.groupby("intent")["template_id"].nunique().min()),
-                       "intent_rows": len(intents), "faq_entries": len(load_faq())})
-    except ImportError:
-        pass
+    intents = load_intents(profile="offline")
+    in_scope = intents[intents.split != "out_of_scope"]
+    counts.update({"intents": in_scope["intent"].nunique(),
+                   "min_templates_per_intent": int(in_scope.groupby("intent")["template_id"].nunique().min()),
+                   "intent_rows": len(intents), "faq_entries": len(load_faq())})
     return {
         "ecmm": __version__, "python": platform.python_version(), "packages": versions,
         "device": describe_device(), "profile": settings.profile, "quick": settings.quick,

@@ -5,6 +5,7 @@ License: CC BY-SA 4.0" (https://openmoji.org), rendered with Pillow from ``openm
 """
 
 from ecmm.data.catalog import CATEGORIES, COLOURS, PRODUCT_TYPES, ProductType
+from ecmm.data.intents import INTENTS, load_faq, load_intents
 from ecmm.data.source import augment_photos
 from ecmm.data.store import (
     data_summary,
@@ -16,13 +17,7 @@ from ecmm.data.store import (
 )
 
 __all__ = [
-    "CATEGORIES", "COLOURS", "PRODUCT_TYPES", "ProductType", "augment_photos", "data_summary",
-    "load_catalog", "load_photos", "load_source_corpus", "prepare_catalog", "prepare_source_corpus",
+    "CATEGORIES", "COLOURS", "INTENTS", "PRODUCT_TYPES", "ProductType", "augment_photos",
+    "data_summary", "load_catalog", "load_faq", "load_intents", "load_photos", "load_source_corpus",
+    "prepare_catalog", "prepare_source_corpus",
 ]
-
-try:  # the customer-service data lives in its own module
-    from ecmm.data.intents import INTENTS, load_faq, load_intents  # noqa: F401
-
-    __all__ += ["INTENTS", "load_faq", "load_intents"]
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
