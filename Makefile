@@ -24,8 +24,8 @@ book: prepare  ## main job: execute every notebook (full mode) and build the sit
 	$(BIN)/python book/build.py
 
 test: prepare  ## unit tests + nbval of every notebook in quick mode (what CI runs)
-	ECMM_QUICK=1 $(BIN)/python -m pytest -m "not slow and not book and not gpu and not network" tests
-	ECMM_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+	ECMM_QUICK=1 $(BIN)/python -m pytest -m "not slow and not book and not gpu and not network" \
+		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider tests notebooks
 
 test-book: prepare  ## build the book from quick-executed notebooks and check it in headless Chromium
 	ECMM_QUICK=1 $(BIN)/python -m pytest -m book tests
@@ -37,4 +37,4 @@ lab: $(STAMP)  ## start JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks
 
 clean:
-	rm -rf build book/_build
+	rm -rf build book/_build book/notebooks
