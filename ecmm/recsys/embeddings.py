@@ -1,0 +1,129 @@
+"""Item content embeddings: what transfer learning hands to the recommender.
+
+The recommenders take item content embeddings as an *input*, a ``(num_items, D)`` array, so any
+encoder can feed them. Two sources:
+
+- ``"clip"``: the shop-fine-tuned CLIP model of notebook 04 (``ecmm.finetune.get_shop_model``;
+  ``"auto"`` picks it once it is built):
+  the mean image embedding of a SKU's photos and the text embedding of its title and
+  description, each L2-normalised, added and normalised again (a simple late fusion);
+- ``"text"``: the pretrained all-MiniLM-L6-v2 sentence embedding of title + description (the
+  fallback when the CLIP model is not available).
+
+Text embeddings are cached in ``ECMM_HOME/recsys/`` (the weights are sha256-checked, so they
+cannot go stale); CLIP embeddings are recomputed, because the fine-tuned model can change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ecmm.config import atomic_write, get_settings
+from ecmm.device import get_device
+
+__all__ = ["CONTENT_SOURCES", "clip_available", "resolve_content_source", "item_texts", "item_content_embeddings"]
+
+CONTENT_SOURCES: tuple[str, ...] = ("auto", "clip", "text")
+
+
+def clip_available(built: bool = False) -> bool:
+    """True when ``ecmm.finetune.get_shop_model`` can be imported (and, with ``built``, is cached).
+
+    Args:
+        built: also require the fine-tuned model to be built already (``ecmm prepare`` or
+            notebook 04 builds it; building it here would take minutes).
+    """
+    try:
+        from ecmm.finetune import get_shop_model, shop_model_dir  # noqa: F401
+    except ImportError:
+        return False
+    return not built or (shop_model_dir() / "card.json").is_file()
+
+
+def resolve_content_source(source: str = "auto") -> str:
+    """``"auto"`` → ``"clip"`` when the shop CLIP model is built, else ``"text"`` (MiniLM)."""
+    if source not in CONTENT_SOURCES:
+        raise ValueError(f"unknown content source {source!r}: use one of {CONTENT_SOURCES}")
+    if source == "auto":
+        return "clip" if clip_available(built=True) else "text"
+    return source
+
+
+def item_texts(catalog: pd.DataFrame) -> list[str]:
+    """``"title. description"`` of every SKU, in catalog order."""
+    return (catalog["title"].astype(str) + ". " + catalog["description"].astype(str)).tolist()
+
+
+def _fingerprint(catalog: pd.DataFrame) -> str:
+    text = "\n".join(catalog["sku_id"].astype(str) + "|" + pd.Series(item_texts(catalog), index=catalog.index))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _text_embeddings(catalog: pd.DataFrame, device, progress: bool) -> np.ndarray:
+    from ecmm.models import load_text_encoder
+
+    path = get_settings().home / "recsys" / f"text_embeddings_{_fingerprint(catalog)}.npy"
+    if path.exists():
+        return np.load(path)
+    encoder = load_text_encoder(device=device)
+    embeddings = encoder.encode(item_texts(catalog), progress=progress).cpu().numpy().astype(np.float32)
+    with atomic_write(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, embeddings)
+    return embeddings
+
+
+def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, device, batch_size: int) -> np.ndarray:
+    from ecmm.finetune import get_shop_model
+
+    device = get_device(device)
+    model, preprocess, tokenizer = get_shop_model(device=device)
+    model.eval()
+    num_items, num_photos = photos.shape[:2]
+    with torch.no_grad():
+        image_sum = None
+        for view in range(num_photos):
+            chunks = []
+            for start in range(0, num_items, batch_size):
+                pixels = preprocess(photos[start : start + batch_size, view]).to(device)
+                chunks.append(torch.nn.functional.normalize(model.encode_image(pixels).float(), dim=-1).cpu())
+            view_embeddings = torch.cat(chunks)  # (N, D)
+            image_sum = view_embeddings if image_sum is None else image_sum + view_embeddings
+        texts = item_texts(catalog)
+        text_chunks = []
+        for start in range(0, num_items, batch_size):
+            tokens = {key: value.to(device) for key, value in tokenizer(texts[start : start + batch_size]).items()}
+            text_chunks.append(model.encode_text(tokens).float().cpu())
+        text = torch.nn.functional.normalize(torch.cat(text_chunks), dim=-1)
+        image = torch.nn.functional.normalize(image_sum, dim=-1)
+    return torch.nn.functional.normalize(image + text, dim=-1).numpy().astype(np.float32)
+
+
+def item_content_embeddings(catalog: pd.DataFrame, photos: np.ndarray | None = None, source: str = "auto",
+                            device=None, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """Transferred content embedding of every SKU, L2-normalised.
+
+    Args:
+        catalog: the shop catalog (row order = item index).
+        photos: ``(N, P, H, W, 3)`` uint8 photos aligned with ``catalog`` (needed for ``"clip"``).
+        source: ``"clip"`` (image + text of the shop CLIP model), ``"text"`` (MiniLM) or
+            ``"auto"`` (CLIP when available, else MiniLM).
+        device: where to run the encoder (None picks cuda, mps, then cpu).
+        batch_size: encoder batch size.
+        progress: show tqdm bars.
+
+    Returns:
+        ``(N, D)`` float32 array, rows of unit norm.
+    """
+    source = resolve_content_source(source)
+    if source == "text":
+        return _text_embeddings(catalog, device, progress)
+    if not clip_available():
+        raise ValueError("source='clip' needs ecmm.finetune.get_shop_model (notebook 04): use source='text' or 'auto'")
+    if photos is None or photos.ndim != 5 or photos.shape[0] != len(catalog):
+        raise ValueError("source='clip' needs photos of shape (num_skus, photos_per_sku, H, W, 3): pass load_photos()")
+    return _clip_embeddings(catalog, photos, device, batch_size)

@@ -1,0 +1,65 @@
+"""`ecmm recommend` on a tiny simulated shop (the build step is replaced by a small one)."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ecmm.cli.recommend as recommend_command
+from ecmm.cli import main
+from ecmm.recsys.interactions import time_split
+from ecmm.recsys.models import ContentRecommender
+from ecmm.recsys.simulator import SimulatorConfig, simulate_interactions
+
+
+@pytest.fixture(scope="module")
+def tiny_shop():
+    colours, types = ("red", "blue"), ("tent", "backpack", "lipstick", "dress")
+    catalog = pd.DataFrame([
+        {"sku_id": f"S{t}{c}", "title": f"{colour} {name}", "product_type": name,
+         "category": "beauty" if name == "lipstick" else "outdoor", "colour": colour, "price": 10.0 + t,
+         "description": name, "split": "test_products" if name == "dress" else "train", "emoji": "?"}
+        for t, name in enumerate(types) for c, colour in enumerate(colours)])
+    config = SimulatorConfig(num_users=30, events_per_user=10)
+    table = simulate_interactions(catalog, config, progress=False)
+    split = time_split(table, catalog, split_time=table["timestamp"].min().normalize() + pd.Timedelta(days=config.launch_day))
+    embeddings = np.eye(len(catalog), dtype=np.float32) + 0.1
+    model = ContentRecommender(embeddings)
+    model.fit(split.train)
+    return SimpleNamespace(catalog=catalog, split=split), model
+
+
+@pytest.fixture(autouse=True)
+def small_build(monkeypatch, tiny_shop):
+    monkeypatch.setattr(recommend_command, "load_shop", lambda: tiny_shop[0])
+    monkeypatch.setattr(recommend_command, "fit_recommender", lambda data: tiny_shop[1])
+
+
+def test_user_recommendations_as_json(capsys, tiny_shop):
+    user = tiny_shop[0].split.user_ids[0]
+    assert main(["recommend", "--user", user, "--k", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert 1 <= len(rows) <= 3
+    assert set(rows[0]) == {"sku_id", "title", "product_type", "colour", "category", "score", "new_product"}
+    assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
+
+
+def test_cart_recommendations_as_text(capsys):
+    assert main(["recommend", "--cart", "S00,S10", "--k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("1. ")
+    assert "S00" not in "".join(lines) and "S10" not in "".join(lines)  # the cart is not recommended back
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["recommend", "--user", "nobody"], "unknown user"),
+    (["recommend", "--cart", "S00,NOPE"], "unknown SKU"),
+    (["recommend", "--cart", " , "], "cart is empty"),
+    (["recommend", "--user", "u00000", "--k", "0"], "--k must be"),
+])
+def test_bad_input_gives_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error
