@@ -6,6 +6,7 @@ Import submodules explicitly: ``from ecmm import data, models``.
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "config", "device", "assets", "data", "models", "losses", "train", "index",
-    "metrics", "plotting",
+    "__version__", "config", "device", "assets", "data", "models", "losses", "train", "pretraining",
+    "finetune", "index", "search", "metrics", "recsys", "service", "plotting", "export", "ann",
+    "serving", "distributed", "interpret", "compute", "trends",
 ]

@@ -3,4 +3,4 @@
 Each benchmark is a module here with ``add_parser(subparsers)`` and ``run(args) -> int``.
 """
 
-BENCHMARKS: tuple[str, ...] = ()  # module names under ecmm.bench
+BENCHMARKS: tuple[str, ...] = ("search", "recommend", "support")  # module names under ecmm.bench

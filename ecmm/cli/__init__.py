@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-COMMANDS: tuple[str, ...] = ("info", "prepare")  # module names under ecmm.cli, in help order
+COMMANDS: tuple[str, ...] = ("info", "prepare", "support", "search", "serve", "recommend")  # module names under ecmm.cli, in help order
 
 
 class UsageError(ValueError):

@@ -118,6 +118,8 @@ def augment_photos(images: np.ndarray | torch.Tensor, generator: torch.Generator
     Returns:
         float tensor (N, 3, S, S) in [0, 1].
     """
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = np.array(images)  # memory-mapped photos are read-only; torch wants a copy
     x = torch.as_tensor(images)
     if x.dtype == torch.uint8:
         x = x.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
