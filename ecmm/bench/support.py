@@ -5,11 +5,14 @@ Prints the tables and optionally writes::
     {"test": {MODEL: {"accuracy", "macro_f1", "train_seconds"}},
      "few_shot": {"1": {MODEL: {"accuracy"}}, "5": ..., "10": ..., "20": ...},
      "out_of_scope": {"precision", "recall"}, "faq": {"R@1", "R@3"},
-     "tickets": {"product_top1", "product_top5", "intent_accuracy"}}
+     "tickets": {"product_top1", "product_top5", "intent_accuracy"},
+     "calibration": {"temperature", "ece_before", "ece_after"}}
 
 MODEL is ``tfidf``, ``frozen`` or ``finetuned`` (few-shot runs train ``tfidf`` and ``frozen``; fine-tuning
 per few-shot run would multiply the CPU time). ``ECMM_QUICK=1`` shrinks epochs, shots and seeds.
-Tickets need the CLIP shop model of notebook 04; without ``--tickets`` they are skipped (``null``).
+Out-of-scope rejection and tickets use the fine-tuned classifier; ``calibration`` holds its test ECE
+before and after temperature scaling fitted on validation, and the temperature. Tickets need the
+CLIP shop model of notebook 04 (built on first use); ``--skip-tickets`` leaves them ``null``.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ def add_parser(subparsers) -> None:
     """Register ``support``."""
     parser = subparsers.add_parser("support", help="customer-service intents, few-shot, out-of-scope, FAQ, tickets")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--tickets", action="store_true",
-                        help="evaluate photo + text tickets (builds the CLIP shop model if it is not cached)")
+    parser.add_argument("--skip-tickets", action="store_true",
+                        help="skip the photo + text tickets (they need the CLIP shop model of notebook 04)")
     parser.add_argument("--num-tickets", type=int, default=200, help="generated tickets to evaluate")
 
 
@@ -33,7 +36,7 @@ def _tickets(classifier, label_names, num_tickets: int, seed: int) -> dict:
     from ecmm.service.tickets import evaluate_tickets, identify_products, make_tickets
 
     tickets, images = make_tickets(load_catalog("offline"), load_photos("offline"), num_tickets, seed=seed)
-    matches = identify_products(load_catalog_search(), images, k=5)
+    matches = identify_products(load_catalog_search(progress=False), images, k=5)
     probabilities = classifier.predict_proba(tickets["message"].tolist())
     return evaluate_tickets(tickets, matches, probabilities, label_names)
 
@@ -44,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from ecmm.data.intents import INTENTS, load_faq, load_intents
     from ecmm.device import seed_everything
     from ecmm.models import load_text_encoder
-    from ecmm.service.evaluation import compare_classifiers, few_shot_curve, out_of_scope_report, split_intents
+    from ecmm.service.confidence import expected_calibration_error
+    from ecmm.service.evaluation import (calibrate, compare_classifiers, few_shot_curve, out_of_scope_report,
+                                         split_intents)
+    from ecmm.service.intents import encode_intents
     from ecmm.service.faq import FaqRetriever, evaluate_faq_retrieval
     from ecmm.service.intents import FineTuneConfig
 
@@ -69,6 +75,15 @@ def run(args: argparse.Namespace) -> int:
     print("Few-shot test accuracy (mean over seeds):")
     print(summary.round(3).to_string(), "\n")
 
+    calibrated = calibrate(classifiers["finetuned"], splits)
+    truth = encode_intents(splits["test"]["intent"], INTENTS)
+    ece = {}
+    for when, model in (("ece_before", classifiers["finetuned"]), ("ece_after", calibrated)):
+        probabilities = model.predict_proba(splits["test"]["text"].tolist())
+        ece[when] = expected_calibration_error(probabilities.max(axis=1), probabilities.argmax(axis=1) == truth)
+    calibration = {"temperature": calibrated.temperature, **ece}
+    print(f"Calibration (fine-tuned, temperature {calibrated.temperature:.3f} fitted on validation): "
+          f"test ECE {ece['ece_before']:.3f} -> {ece['ece_after']:.3f}")
     rejection = out_of_scope_report(classifiers["finetuned"], splits)
     print(f"Out-of-scope rejection (fine-tuned, threshold {rejection['threshold']:.3f} chosen on validation): "
           f"precision {rejection['precision']:.3f}, recall {rejection['recall']:.3f}, "
@@ -77,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     faq = evaluate_faq_retrieval(retriever, splits["test"]["text"].tolist(), splits["test"]["intent"])
     print(f"FAQ retrieval: R@1 {faq['R@1']:.3f}, R@3 {faq['R@3']:.3f}")
     tickets = None
-    if args.tickets:
+    if not args.skip_tickets:
         tickets = _tickets(classifiers["finetuned"], INTENTS, args.num_tickets, settings.seed)
         print("Photo + text tickets: " + ", ".join(f"{k} {v:.3f}" for k, v in tickets.items()))
     print(f"({time.perf_counter() - start:.0f} s, {'quick' if settings.quick else 'full'} mode)")
@@ -91,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             "out_of_scope": {"precision": rejection["precision"], "recall": rejection["recall"]},
             "faq": {"R@1": faq["R@1"], "R@3": faq["R@3"]},
             "tickets": tickets,
+            "calibration": calibration,
         }
         write_json(args.json, results)
         print(f"wrote {args.json}")

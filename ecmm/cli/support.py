@@ -2,7 +2,8 @@
 
 Prints ``{intent, confidence, in_scope, answer, product}``. The intent classifier (MiniLM fine-tuned
 end to end with a softmax head) is trained on first use and cached under ``ECMM_HOME/service/``
-as safetensors + a JSON card; later calls only load it.
+as safetensors + a JSON card; later calls only load it. Its probabilities are temperature-scaled and
+its rejection threshold chosen, both on the validation split (stored in the card).
 """
 
 from __future__ import annotations
@@ -41,6 +42,21 @@ def read_image(path: str) -> np.ndarray:
         raise ValueError(f"cannot read image {path!r}: not a PNG/JPEG photo ({type(error).__name__})") from None
 
 
+def _calibrate(classifier) -> dict:
+    """Fit the temperature, then choose the rejection threshold, both on the validation split."""
+    from ecmm.data.intents import load_intents
+    from ecmm.service.confidence import apply_temperature, choose_threshold, fit_temperature
+    from ecmm.service.intents import encode_intents, evaluate_intents
+
+    frame = load_intents(profile="offline")
+    validation = frame[frame.split == "validation"]
+    probabilities = classifier.predict_proba(validation["text"].tolist())  # (N, K)
+    temperature = fit_temperature(probabilities, encode_intents(validation["intent"], classifier.label_names))
+    calibrated = apply_temperature(probabilities, temperature)
+    return {"temperature": temperature, "threshold": choose_threshold(calibrated.max(axis=1)),
+            "metrics": {"validation": evaluate_intents(probabilities, validation["intent"], classifier.label_names)}}
+
+
 def _train_and_save(folder: Path):
     """Fine-tune the support classifier on the train split, choose its threshold, save both."""
     from safetensors.torch import save_file
@@ -49,19 +65,18 @@ def _train_and_save(folder: Path):
     from ecmm.data.intents import INTENTS, load_intents
     from ecmm.models import load_text_encoder
     from ecmm.models.text import sha256_of
-    from ecmm.service.confidence import choose_threshold
-    from ecmm.service.intents import FineTuneConfig, FineTunedIntentClassifier, evaluate_intents
+    from ecmm.service.confidence import TemperatureScaledClassifier
+    from ecmm.service.intents import FineTuneConfig, FineTunedIntentClassifier
 
     frame = load_intents(profile="offline")
-    train, validation = frame[frame.split == "train"], frame[frame.split == "validation"]
+    train = frame[frame.split == "train"]
     config = FineTuneConfig()
     print("Training the support classifier once (about a minute on a laptop CPU); it is then cached.")
     start = time.perf_counter()
     classifier = FineTunedIntentClassifier(load_text_encoder(), INTENTS, config, seed=0)
     classifier.fit(train["text"].tolist(), train["intent"].tolist())
     seconds = time.perf_counter() - start
-    probabilities = classifier.predict_proba(validation["text"].tolist())
-    threshold = choose_threshold(probabilities.max(axis=1))
+    calibration = _calibrate(classifier)
     weights = folder / WEIGHTS_FILE
     with atomic_write(weights) as temporary:
         state = {key: value.detach().contiguous().cpu() for key, value in classifier.state_dict().items()}
@@ -69,24 +84,25 @@ def _train_and_save(folder: Path):
     write_json(folder / CARD_FILE, {
         "recipe": {"model": "all-MiniLM-L6-v2 fine-tuned + SoftmaxHead", **asdict(config), "seed": 0},
         "data": {"intents": "ecmm.data.load_intents(profile='offline')", "train_rows": len(train)},
-        "label_names": list(INTENTS), "threshold": threshold, "train_seconds": round(seconds, 1),
-        "metrics": {"validation": evaluate_intents(probabilities, validation["intent"], INTENTS)},
+        "label_names": list(INTENTS), "train_seconds": round(seconds, 1), **calibration,
         "sha256": sha256_of(weights),
     })
-    return classifier, threshold
+    return TemperatureScaledClassifier(classifier, calibration["temperature"]), calibration["threshold"]
 
 
 def load_support_classifier(device=None):
     """The cached support classifier and its rejection threshold (trained on first use).
 
     Returns:
-        ``(classifier, threshold)``: a :class:`~ecmm.service.intents.FineTunedIntentClassifier`
-        in eval mode and the validation-chosen confidence threshold.
+        ``(classifier, threshold)``: the fine-tuned classifier (eval mode) wrapped in a
+        :class:`~ecmm.service.confidence.TemperatureScaledClassifier`, and the confidence threshold.
+        A card written before calibration existed gets its temperature and threshold fitted once.
     """
     from safetensors.torch import load_file
 
-    from ecmm.config import get_settings
+    from ecmm.config import get_settings, write_json
     from ecmm.models import load_text_encoder
+    from ecmm.service.confidence import TemperatureScaledClassifier
     from ecmm.models.text import verify_sha256
     from ecmm.service.intents import FineTuneConfig, FineTunedIntentClassifier
 
@@ -100,7 +116,11 @@ def load_support_classifier(device=None):
     config = FineTuneConfig(**{k: v for k, v in card["recipe"].items() if k in fields})
     classifier = FineTunedIntentClassifier(load_text_encoder(), card["label_names"], config, device=device)
     classifier.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-    return classifier.eval(), float(card["threshold"])
+    classifier.eval()
+    if "temperature" not in card:  # cached before calibration was added: calibrate once, keep it
+        card.update(_calibrate(classifier))
+        write_json(card_path, card)
+    return TemperatureScaledClassifier(classifier, card["temperature"]), float(card["threshold"])
 
 
 def _find_product(image: np.ndarray) -> str:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["reliability_table", "expected_calibration_error", "choose_threshold", "rejection_metrics"]
+__all__ = [
+    "reliability_table", "expected_calibration_error", "choose_threshold", "rejection_metrics",
+    "apply_temperature", "fit_temperature", "TemperatureScaledClassifier",
+]
 
 
 def _confidences(name: str, values) -> np.ndarray:
@@ -132,3 +135,68 @@ def choose_threshold(
         if f1 > best_f1:
             best_threshold, best_f1 = float(threshold), f1
     return best_threshold
+
+
+def apply_temperature(probabilities, temperature: float) -> np.ndarray:
+    """Rescale class probabilities by a temperature: ``softmax(log p / T)``.
+
+    ``log p`` equals the logits up to a per-row constant, so this is exactly ``softmax(logits / T)``:
+    T > 1 flattens the distribution, T < 1 sharpens it, and the arg-max never changes.
+
+    Args:
+        probabilities: (N, K) rows that sum to 1.
+        temperature: T > 0.
+
+    Returns:
+        (N, K) rescaled probabilities.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
+    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)) / temperature  # (N, K)
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probabilities, labels, candidates=None) -> float:
+    """Temperature scaling: the T that minimises the negative log-likelihood of validation labels.
+
+    Args:
+        probabilities: (N, K) validation probabilities of the uncalibrated classifier.
+        labels: (N,) integer validation labels.
+        candidates: temperatures to try; None tries 400 values spaced logarithmically in [0.005, 20].
+
+    Returns:
+        The best temperature.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels) or len(labels) == 0:
+        raise ValueError("Pass (N, K) probabilities and N integer labels of the same validation messages.")
+    candidates = np.logspace(np.log10(0.005), np.log10(20.0), 400) if candidates is None else candidates
+    rows = np.arange(len(labels))
+
+    def negative_log_likelihood(temperature: float) -> float:
+        return float(-np.log(apply_temperature(probabilities, temperature)[rows, labels] + 1e-12).mean())
+
+    return float(min(candidates, key=negative_log_likelihood))
+
+
+class TemperatureScaledClassifier:
+    """Wrap an intent classifier so that its probabilities are ``softmax(logits / T)``.
+
+    Args:
+        classifier: anything with ``label_names`` and ``predict_proba(texts) -> (N, K)``.
+        temperature: T from :func:`fit_temperature` (chosen on validation, never on test).
+    """
+
+    def __init__(self, classifier, temperature: float) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}.")
+        self.classifier = classifier
+        self.temperature = float(temperature)
+        self.label_names = tuple(classifier.label_names)
+
+    def predict_proba(self, texts) -> np.ndarray:
+        """(N,) texts -> (N, K) calibrated probabilities (same arg-max as the wrapped classifier)."""
+        return apply_temperature(self.classifier.predict_proba(texts), self.temperature)

@@ -9,19 +9,66 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
-from ecmm.service.confidence import choose_threshold, rejection_metrics
+from ecmm.service.confidence import (
+    TemperatureScaledClassifier,
+    choose_threshold,
+    fit_temperature,
+    rejection_metrics,
+)
 from ecmm.service.intents import (
     FineTuneConfig,
     FineTunedIntentClassifier,
     FrozenIntentClassifier,
     TfidfIntentClassifier,
+    encode_intents,
     evaluate_intents,
     sample_few_shot,
 )
 
-__all__ = ["split_intents", "compare_classifiers", "few_shot_curve", "out_of_scope_report"]
+__all__ = [
+    "split_intents", "compare_classifiers", "few_shot_curve", "out_of_scope_report",
+    "CachedClassifier", "calibrate",
+]
+
+
+class CachedClassifier:
+    """Remember the probabilities of every message already classified (each text runs once).
+
+    Args:
+        classifier: anything with ``label_names`` and ``predict_proba(texts) -> (N, K)``.
+    """
+
+    def __init__(self, classifier) -> None:
+        self.classifier = classifier
+        self.label_names = tuple(classifier.label_names)
+        self.memory: dict[str, np.ndarray] = {}
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(N,) texts -> (N, K) probabilities; only unseen texts reach the wrapped classifier."""
+        texts = [str(text) for text in texts]
+        missing = list(dict.fromkeys(text for text in texts if text not in self.memory))
+        if missing:
+            self.memory.update(zip(missing, self.classifier.predict_proba(missing)))
+        return np.stack([self.memory[text] for text in texts]) if texts else self.classifier.predict_proba(texts)
+
+
+def calibrate(classifier, splits: dict[str, pd.DataFrame]) -> TemperatureScaledClassifier:
+    """Temperature scaling fitted on the validation split (never on test).
+
+    Args:
+        classifier: a trained intent classifier.
+        splits: output of :func:`split_intents`.
+
+    Returns:
+        The classifier wrapped with its validation temperature (``.temperature``).
+    """
+    validation = splits["validation"]
+    probabilities = classifier.predict_proba(validation["text"].tolist())  # (N, K)
+    labels = encode_intents(validation["intent"], classifier.label_names)
+    return TemperatureScaledClassifier(classifier, fit_temperature(probabilities, labels))
 
 
 def split_intents(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -63,7 +110,8 @@ def compare_classifiers(
 
     Returns:
         ``(table, classifiers)``: a DataFrame indexed by model (``tfidf, frozen, finetuned``) with
-        ``accuracy, macro_f1, train_seconds`` on the test split, and the trained classifiers.
+        ``accuracy, macro_f1, train_seconds`` on the test split, and the trained classifiers, each
+        wrapped in a :class:`CachedClassifier` (the trained model is its ``.classifier``).
     """
     train, test = splits["train"], splits["test"]
     classifiers = {
@@ -76,8 +124,9 @@ def compare_classifiers(
         start = time.perf_counter()
         classifier.fit(train["text"].tolist(), train["intent"].tolist())
         seconds = time.perf_counter() - start
-        scores = evaluate_intents(classifier.predict_proba(test["text"].tolist()), test["intent"], label_names)
-        rows[name] = {**scores, "train_seconds": seconds}
+        classifiers[name] = CachedClassifier(classifier)  # later evaluations reuse these predictions
+        probabilities = classifiers[name].predict_proba(test["text"].tolist())
+        rows[name] = {**evaluate_intents(probabilities, test["intent"], label_names), "train_seconds": seconds}
     return pd.DataFrame(rows).T[["accuracy", "macro_f1", "train_seconds"]], classifiers
 
 
