@@ -298,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     context = init_distributed()
     try:
         config = replace(FinetuneConfig(), steps=args.steps, batch_size=args.batch_size, mode="lit",
-                         init=args.init, label_fraction=args.label_fraction, seed=args.seed)
+                         init=args.init, label_fraction=args.label_fraction, seed=args.seed,
+                         image_blocks=1, replay_fraction=0.0)  # this loop has no replay batches
         seed_everything(args.seed)  # identical fresh projections on every rank
         model, preprocess, _ = create_clip_model("ecmm-clip", pretrained=True if args.init == "pretrained" else "scratch",
                                                  device="cpu")
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 from ecmm.finetune import shop_model_dir
                 from ecmm.models.clip import save_clip_checkpoint
 
-                save_clip_checkpoint(model.cpu(), shop_model_dir(), {
+                save_clip_checkpoint(model.cpu(), shop_model_dir(config), {
                     "asset": "shop_clip", "recipe": asdict(config), "world_size": context.world_size,
                     "metrics": {"final_loss": float(np.mean(history["step_loss"][-20:]))}, "text_trained": False})
             print(f"world size {context.world_size}: final loss {history['step_loss'][-1]:.4f}, "

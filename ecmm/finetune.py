@@ -2,12 +2,18 @@
 
 Recipes (:class:`FinetuneConfig`):
 
-- ``mode="lit"``: the text tower (MiniLM) stays locked; the image tower's last block, both
-  projections and the temperature train.  The frozen part of the CNN runs once over the photos
-  and its feature maps are cached, so a step costs only the last block.
+- ``mode="lit"``: the text tower (MiniLM) stays locked; the image tower's last ``image_blocks``
+  CNN blocks, both projections and the temperature train.  The frozen part of the CNN (if any)
+  runs once over the photos and its feature maps are cached.
 - ``mode="unlocked"``: as above, and MiniLM's last transformer layer trains too (its input
   hidden states are cached the same way), at a lower learning rate.
-- ``init="scratch"``: the same model with a randomly initialised CNN, trained end to end.
+- ``replay_fraction``: that share of every batch is (augmented icon, emoji name) pairs from the
+  source domain, so the model keeps matching product-type names it will not see in the shop's
+  training pairs (against forgetting; it lifts ``test_products``).  ``train_text_projection=False``
+  keeps pretraining's text map instead (tried; replay did better on a validation split of held-out
+  training types).
+- ``init="scratch"``: the same model with a randomly initialised CNN, trained end to end on shop
+  pairs only (no replay, every projection trains): the no-transfer baseline.
 - ``label_fraction``: keep only that share of the training SKUs (label efficiency).
 
 :func:`interpolate_weights` gives WiSE-FT (weight-space ensembles); :func:`get_shop_model` returns
@@ -19,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import json
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,7 +44,7 @@ from ecmm.losses import clip_loss
 from ecmm.pretraining.clip import cosine_schedule
 
 __all__ = ["FinetuneConfig", "finetune", "interpolate_weights", "get_shop_model", "shop_model_dir",
-           "training_pairs"]
+           "recipe_tag", "training_pairs"]
 
 MODES = ("lit", "unlocked")
 INITS = ("pretrained", "scratch")
@@ -51,10 +60,13 @@ class FinetuneConfig:
     steps: int = 300  # optimiser steps
     batch_size: int = 96  # (photo, caption) pairs per step
     learning_rate: float = 2e-3  # projections and temperature
-    image_learning_rate: float = 1e-3  # image tower (its last block, or all of it from scratch)
+    image_learning_rate: float = 5e-4  # trained CNN blocks (all of the CNN from scratch)
     text_learning_rate: float = 5e-5  # MiniLM's last layer in "unlocked" mode
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 20  # linear warm-up, then cosine decay
+    image_blocks: int = 5  # CNN blocks that train, from the end (5: all of the kit's CNN; 0: frozen)
+    train_text_projection: bool = True  # False keeps pretraining's text map (unseen type names stay put)
+    replay_fraction: float = 0.5  # share of each batch drawn from source (icon, name) pairs; pretrained only
     seed: int = 0  # seed of the SKU subset, batch order and caption choice
 
     def __post_init__(self) -> None:
@@ -66,6 +78,8 @@ class FinetuneConfig:
             raise ValueError(f"label_fraction must be in (0, 1]; got {self.label_fraction}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError("steps must be >= 1 and batch_size >= 2")
+        if self.image_blocks < 0 or not 0.0 <= self.replay_fraction < 1.0:
+            raise ValueError("image_blocks must be >= 0 and replay_fraction in [0, 1)")
 
 
 def training_pairs(catalog: pd.DataFrame, label_fraction: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -85,7 +99,8 @@ def training_pairs(catalog: pd.DataFrame, label_fraction: float = 1.0, seed: int
 
 
 def _tail_length(model: Any, config: FinetuneConfig) -> int:
-    return len(model.backbone.blocks) if config.init == "scratch" else 1
+    blocks = len(model.backbone.blocks)
+    return blocks if config.init == "scratch" else min(config.image_blocks, blocks)
 
 
 def _image_inputs(model: Any, preprocess: Any, photos: np.ndarray, tail: int, device: torch.device) -> torch.Tensor:
@@ -95,6 +110,25 @@ def _image_inputs(model: Any, preprocess: Any, photos: np.ndarray, tail: int, de
     with torch.no_grad():
         return torch.cat([frozen(preprocess(photos[start:start + 256]).to(device))
                           for start in range(0, len(photos), 256)])
+
+
+_PHOTO_CACHE: list = []  # [weakref to the photos array, preprocessing key, preprocessed (S, P, 3, s, s) tensor]
+
+
+def _preprocessed_photos(preprocess: Any, photos: np.ndarray) -> torch.Tensor:
+    """All photos preprocessed once per photos array: ``(num_skus, photos_per_sku, 3, S, S)`` on CPU.
+
+    Runs of one session (LiT, unlocked, label fractions, scratch) share the same photos array.
+    """
+    import weakref
+
+    key = (getattr(preprocess, "image_size", None), tuple(getattr(preprocess, "mean", ())),
+           tuple(getattr(preprocess, "std", ())), photos.shape)
+    if not (_PHOTO_CACHE and _PHOTO_CACHE[0]() is photos and _PHOTO_CACHE[1] == key):
+        flat = photos.reshape(-1, *photos.shape[2:])
+        inputs = torch.cat([preprocess(np.array(flat[start:start + 512])) for start in range(0, len(flat), 512)])
+        _PHOTO_CACHE[:] = [weakref.ref(photos), key, inputs.view(*photos.shape[:2], *inputs.shape[1:])]
+    return _PHOTO_CACHE[2]
 
 
 _TEXT_CACHE: dict[tuple, dict[str, torch.Tensor]] = {}  # MiniLM outputs reused across runs of one session
@@ -111,19 +145,64 @@ def _text_inputs(model: Any, texts: list[str], unlocked: bool, device: torch.dev
         fingerprint = float(sum(p.double().sum() for p in encoder.parameters()))
     key = (fingerprint, tuple(texts), unlocked)
     if key not in _TEXT_CACHE:
-        if len(_TEXT_CACHE) >= 4:
+        if len(_TEXT_CACHE) >= 8:
             _TEXT_CACHE.clear()
         _TEXT_CACHE[key] = {name: value.cpu() for name, value in _encode_texts(encoder, texts, unlocked, device).items()}
     return {name: value.to(device) for name, value in _TEXT_CACHE[key].items()}
 
 
-def _encode_texts(encoder: Any, texts: list[str], unlocked: bool, device: torch.device) -> dict[str, torch.Tensor]:
-    tokens = {key: value.to(device) for key, value in encoder.tokenize(texts).items()}
+def _encode_texts(encoder: Any, texts: list[str], unlocked: bool, device: torch.device,
+                  chunk: int = 128) -> dict[str, torch.Tensor]:
+    """MiniLM over ``texts`` in chunks of similar length (short titles are not padded to descriptions)."""
+    tokens = {key: value.to(device) for key, value in encoder.tokenize(texts).items()}  # (N, T)
+    lengths = tokens["attention_mask"].sum(1)
+    order = torch.argsort(lengths, stable=True)
+    pieces = []
     with torch.no_grad():
-        if not unlocked:
-            return {"features": encoder(tokens["input_ids"], tokens["attention_mask"])}
-        hidden = encoder.transformer(**tokens, output_hidden_states=True).hidden_states[-2]  # (N, T, D)
-    return {"hidden": hidden, "mask": tokens["attention_mask"]}
+        for start in range(0, len(texts), chunk):
+            rows = order[start:start + chunk]
+            keep = int(lengths[rows].max())
+            ids, mask = tokens["input_ids"][rows, :keep], tokens["attention_mask"][rows, :keep]
+            if unlocked:
+                hidden = encoder.transformer(input_ids=ids, attention_mask=mask,
+                                             output_hidden_states=True).hidden_states[-2]  # (b, keep, D)
+                pieces.append(F.pad(hidden, (0, 0, 0, tokens["input_ids"].shape[1] - keep)))
+            else:
+                pieces.append(encoder(ids, mask))  # (b, D)
+    stacked = torch.empty_like(torch.cat(pieces))
+    stacked[order] = torch.cat(pieces)
+    return {"hidden": stacked, "mask": tokens["attention_mask"]} if unlocked else {"features": stacked}
+
+
+_SOURCE_CACHE: dict[tuple, torch.Tensor] = {}  # frozen-CNN maps of the replay views, per CNN weights
+
+
+def _source_inputs(model: Any, preprocess: Any, tail: int, unlocked: bool, seed: int,
+                   device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """Replay data: frozen-CNN maps of one augmented view per source icon, name features, name ids.
+
+    Shapes:
+        maps ``(N, C, h, w)``; name ids ``(N,)`` (equal names share an id).
+    """
+    from ecmm.data import augment_photos, load_source_corpus
+    from ecmm.pretraining.clip import downsample, normalise_views
+
+    frame, icons = load_source_corpus()
+    blocks = list(model.backbone.blocks)
+    frozen = torch.nn.Sequential(*blocks[: len(blocks) - tail]).to(device).eval()
+    with torch.no_grad():
+        fingerprint = float(sum(p.double().sum() for p in frozen.parameters())) if len(frozen) else 0.0
+        key = (fingerprint, tail, seed, preprocess.image_size)
+        if key not in _SOURCE_CACHE:
+            generator = torch.Generator().manual_seed(seed + 1)  # own stream: same views with or without cache
+            maps = [frozen(normalise_views(augment_photos(downsample(icons[start:start + 256], 64), generator,
+                                                          image_size=preprocess.image_size), preprocess).to(device)).cpu()
+                    for start in range(0, len(icons), 256)]
+            _SOURCE_CACHE.clear()
+            _SOURCE_CACHE[key] = torch.cat(maps)
+    names = list(frame["name"])
+    _, name_ids = np.unique(names, return_inverse=True)
+    return _SOURCE_CACHE[key].to(device), _text_inputs(model, names, unlocked, device), torch.as_tensor(name_ids)
 
 
 def _text_embeddings(model: Any, cache: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
@@ -177,20 +256,27 @@ def finetune(
     rows = training_pairs(catalog, config.label_fraction, config.seed)
     per_sku = photos.shape[1]
     tail = _tail_length(model, config)
-    images = _image_inputs(model, preprocess, photos[rows].reshape(-1, *photos.shape[2:]), tail, device)
+    inputs = _preprocessed_photos(preprocess, photos)[torch.as_tensor(rows)].flatten(0, 1)  # (P, 3, S, S)
+    images = _image_inputs(model, lambda batch: batch, inputs, tail, device)  # frozen CNN head once: (P, C, h, w)
     subset = catalog.iloc[rows]
     texts = list(subset["title"]) + list(subset["description"])
     text_cache = _text_inputs(model, texts, config.mode == "unlocked", device)
-    model.lock_text_tower().lock_image_tower()
-    tail_blocks = list(model.backbone.blocks)[len(model.backbone.blocks) - tail:]
+    transfer = config.init == "pretrained"  # the scratch baseline trains everything on shop pairs only
+    replay = round(config.replay_fraction * config.batch_size) if transfer else 0
+    if replay:
+        source_maps, source_text, source_ids = _source_inputs(model, preprocess, tail, config.mode == "unlocked",
+                                                              config.seed, device)
+    model.lock_text_tower(lock_projection=transfer and not config.train_text_projection).lock_image_tower()
+    tail_blocks = list(model.backbone.blocks)[len(model.backbone.blocks) - tail:] if tail else []
     for block in tail_blocks:
         block.requires_grad_(True)
     image_parameters = [p for block in tail_blocks for p in block.parameters()]
-    groups = [
-        {"params": image_parameters, "lr": config.image_learning_rate},
-        {"params": [*model.image_projection.parameters(), *model.text_projection.parameters(), model.logit_scale],
-         "lr": config.learning_rate},
-    ]
+    head_parameters = [*model.image_projection.parameters(), model.logit_scale]
+    if not transfer or config.train_text_projection:
+        head_parameters += list(model.text_projection.parameters())
+    groups = [{"params": head_parameters, "lr": config.learning_rate}]
+    if image_parameters:
+        groups.append({"params": image_parameters, "lr": config.image_learning_rate})
     if config.mode == "unlocked":
         last_layer = model.text_encoder.transformer.encoder.layer[-1].requires_grad_(True)
         groups.append({"params": list(last_layer.parameters()), "lr": config.text_learning_rate})
@@ -199,7 +285,7 @@ def finetune(
     model.train()
     tail_module = torch.nn.Sequential(*tail_blocks)
     history: dict[str, list[float]] = {"step_loss": [], "temperature": []}
-    num_pairs, batch_size = len(images), min(config.batch_size, len(images))
+    num_pairs, batch_size = len(images), min(config.batch_size - replay, len(images))
     train_start = time.perf_counter()
     for step in tqdm(range(config.steps), desc=f"fine-tune ({config.mode}, {config.init})", disable=not progress):
         pair = torch.randperm(num_pairs, generator=generator)[:batch_size]  # photo positions
@@ -207,10 +293,17 @@ def finetune(
         caption = sku + len(rows) * torch.randint(2, (batch_size,), generator=generator)  # title or description
         for group, base in zip(optimizer.param_groups, base_rates):
             group["lr"] = base * cosine_schedule(step, config.steps, config.warmup_steps)
-        features = tail_module(images[pair.to(device)]).mean(dim=(2, 3))  # (B, num_features)
+        maps, caption_ids = images[pair.to(device)], sku.to(device)  # (B, C, h, w), (B,)
+        if replay:
+            icon = torch.randperm(len(source_maps), generator=generator)[:replay].to(device)
+            maps = torch.cat([maps, source_maps[icon]])
+            caption_ids = torch.cat([caption_ids, len(rows) + source_ids.to(device)[icon]])
+        features = tail_module(maps).mean(dim=(2, 3))  # (B, num_features)
         image_emb = F.normalize(model.image_projection(features), dim=-1)  # (B, E)
         text_emb = _text_embeddings(model, text_cache, caption.to(device))  # (B, E)
-        loss = clip_loss(image_emb, text_emb, model.scale(), caption_ids=sku.to(device))
+        if replay:
+            text_emb = torch.cat([text_emb, _text_embeddings(model, source_text, icon)])
+        loss = clip_loss(image_emb, text_emb, model.scale(), caption_ids=caption_ids)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -219,7 +312,7 @@ def finetune(
     train_seconds = time.perf_counter() - train_start
     model.lock_text_tower().eval()
     history["seconds"] = [time.perf_counter() - start]
-    history["images_per_second"] = [config.steps * batch_size / max(train_seconds, 1e-9)]
+    history["images_per_second"] = [config.steps * (batch_size + replay) / max(train_seconds, 1e-9)]
     history["num_pairs"] = [float(num_pairs)]
     return model, history
 
@@ -246,11 +339,19 @@ def interpolate_weights(zero_shot: torch.nn.Module, finetuned: torch.nn.Module, 
     return mixed.eval()
 
 
-def shop_model_dir() -> Path:
-    """Cache folder of the fine-tuned shop model (``ECMM_HOME/assets/shop_clip``)."""
+def recipe_tag(config: FinetuneConfig) -> str:
+    """Short hash of a recipe (12 hex digits): names the cached shop model built with it."""
+    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def shop_model_dir(config: FinetuneConfig = FinetuneConfig()) -> Path:
+    """Cache folder of the shop model of a recipe (``ECMM_HOME/assets/shop_clip_<recipe tag>``).
+
+    A changed recipe gets a new folder, so a model built with an older recipe is never reused.
+    """
     from ecmm.config import get_settings
 
-    return get_settings().home / "assets" / "shop_clip"
+    return get_settings().home / "assets" / f"shop_clip_{recipe_tag(config)}"
 
 
 def get_shop_model(device: str | torch.device | None = None, config: FinetuneConfig = FinetuneConfig(),
@@ -270,8 +371,11 @@ def get_shop_model(device: str | torch.device | None = None, config: FinetuneCon
                                   save_clip_checkpoint)
     from ecmm.models.image import ImagePreprocess
 
-    folder = shop_model_dir()
-    if not (folder / "card.json").is_file():
+    folder = shop_model_dir(config)
+    card_path = folder / "card.json"
+    if card_path.is_file() and json.loads(card_path.read_text()).get("recipe") != asdict(config):
+        card_path.unlink()  # built with another recipe: rebuild
+    if not card_path.is_file():
         base, preprocess, _ = create_clip_model("ecmm-clip", pretrained=True, device=device)
         catalog, photos = load_catalog("offline"), load_photos("offline")
         model, history = finetune(base, preprocess, catalog, photos, config, device=device, progress=progress)
@@ -288,16 +392,25 @@ def get_shop_model(device: str | torch.device | None = None, config: FinetuneCon
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ecmm.finetune [--force] [--steps N] [--mode lit|unlocked]``: build the shop model."""
+    """``python -m ecmm.finetune [--force] [--steps N] [--mode lit|unlocked]``: build the shop model.
+
+    Under ``torchrun --nproc_per_node=N -m ecmm.finetune`` (``WORLD_SIZE > 1``) it runs the
+    data-parallel LiT fine-tuning of :mod:`ecmm.distributed` instead.
+    """
     parser = argparse.ArgumentParser(prog="python -m ecmm.finetune", description=main.__doc__)
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     parser.add_argument("--steps", type=int, default=FinetuneConfig.steps, help="optimiser steps")
     parser.add_argument("--mode", choices=MODES, default="lit", help="which towers train")
     args = parser.parse_args(argv)
-    folder = shop_model_dir()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: data-parallel LiT fine-tuning
+        from ecmm.distributed import main as distributed_main
+
+        return distributed_main(["--steps", str(args.steps), "--save"])
+    config = replace(FinetuneConfig(), steps=args.steps, mode=args.mode)
+    folder = shop_model_dir(config)
     if args.force and (folder / "card.json").exists():
         (folder / "card.json").unlink()
-    get_shop_model(config=replace(FinetuneConfig(), steps=args.steps, mode=args.mode))
+    get_shop_model(config=config)
     print(f"shop model ready in {folder.name}/ under ECMM_HOME")
     return 0
 

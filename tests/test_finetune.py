@@ -46,8 +46,8 @@ def test_training_pairs_fraction():
 def test_finetune_runs_and_leaves_the_input_unchanged(setup, mode, init):
     model, preprocess, catalog, photos = setup
     before = {key: value.clone() for key, value in model.state_dict().items()}
-    tuned, history = finetune(model, preprocess, catalog, photos,
-                              FinetuneConfig(mode=mode, init=init, steps=3, batch_size=6), device="cpu", progress=False)
+    config = FinetuneConfig(mode=mode, init=init, steps=3, batch_size=6, image_blocks=1, replay_fraction=0.0)
+    tuned, history = finetune(model, preprocess, catalog, photos, config, device="cpu", progress=False)
     assert len(history["step_loss"]) == 3 and history["images_per_second"][0] > 0
     assert history["num_pairs"] == [18.0]  # 6 training SKUs x 3 photos
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in before.items())
@@ -59,6 +59,33 @@ def test_finetune_runs_and_leaves_the_input_unchanged(setup, mode, init):
         assert any(key.startswith("backbone.stages.0") for key in changed)
     else:
         assert not any(key.startswith("backbone.stages.0") for key in changed)
+
+
+def test_replay_and_locked_text_projection(setup, monkeypatch):
+    import ecmm.data
+
+    model, preprocess, catalog, photos = setup
+    names = ["apple", "tree", "apple", "car", "boat", "moon"]
+    icons = np.random.default_rng(1).integers(0, 256, (6, 24, 24, 3), dtype=np.uint8)
+    monkeypatch.setattr(ecmm.data, "load_source_corpus", lambda: (pd.DataFrame({"name": names}), icons))
+    config = FinetuneConfig(steps=3, batch_size=8, replay_fraction=0.5, image_blocks=0, train_text_projection=False)
+    tuned, history = finetune(model, preprocess, catalog, photos, config, device="cpu", progress=False)
+    assert len(history["step_loss"]) == 3 and np.isfinite(history["step_loss"]).all()
+    changed = {key for key, value in tuned.state_dict().items() if not torch.equal(value, model.state_dict()[key])}
+    assert any(key.startswith("image_projection") for key in changed)
+    assert not any(key.startswith(("text_projection", "backbone.")) for key in changed)  # both locked
+    with pytest.raises(ValueError, match="replay_fraction"):
+        FinetuneConfig(replay_fraction=1.0)
+
+
+def test_shop_model_folder_follows_the_recipe():
+    from dataclasses import replace
+
+    from ecmm.finetune import recipe_tag, shop_model_dir
+
+    assert recipe_tag(FinetuneConfig()) == recipe_tag(FinetuneConfig())
+    assert shop_model_dir() != shop_model_dir(replace(FinetuneConfig(), replay_fraction=0.0))
+    assert shop_model_dir().name == f"shop_clip_{recipe_tag(FinetuneConfig())}"
 
 
 def test_cached_text_tail_matches_the_full_encoder(setup):
@@ -73,7 +100,8 @@ def test_cached_text_tail_matches_the_full_encoder(setup):
 
 def test_wise_ft_end_points(setup):
     model, preprocess, catalog, photos = setup
-    tuned, _ = finetune(model, preprocess, catalog, photos, FinetuneConfig(steps=2, batch_size=6), progress=False)
+    tuned, _ = finetune(model, preprocess, catalog, photos, FinetuneConfig(steps=2, batch_size=6, replay_fraction=0.0),
+                        progress=False)
     x = torch.randn(2, 3, 16, 16)
     model.eval()
     for alpha, reference in ((0.0, model), (1.0, tuned)):
@@ -98,3 +126,18 @@ def test_bad_configs_raise():
         FinetuneConfig(mode="both")
     with pytest.raises(ValueError, match="label_fraction"):
         FinetuneConfig(label_fraction=0.0)
+
+
+def test_embed_texts_cache_matches_encode_text(setup):
+    from ecmm.models.clip import embed_texts
+
+    model, _, catalog, _ = setup
+    tokenizer = ClipTokenizer(model.text_encoder.tokenizer)
+    texts = list(catalog["title"])
+    with torch.no_grad():
+        direct = model.encode_text(tokenizer(texts))
+    first, second = (embed_texts(model, tokenizer, texts, device="cpu") for _ in range(2))
+    assert torch.allclose(first, direct, atol=1e-5) and torch.equal(first, second)
+    with torch.no_grad():
+        model.text_projection.weight.mul_(2.0)  # projections change, cached MiniLM features stay valid
+    assert torch.allclose(embed_texts(model, tokenizer, texts, device="cpu"), model.encode_text(tokenizer(texts)), atol=1e-5)

@@ -31,6 +31,7 @@ from ecmm.device import get_device
 __all__ = [
     "ClipConfig", "ClipModel", "ClipTokenizer", "HubClipModel", "HubPreprocess",
     "create_clip_model", "load_clip_checkpoint", "save_clip_checkpoint", "embed_images", "embed_texts",
+    "cached_text_features",
 ]
 
 OFFLINE_CLIP_MODELS: tuple[str, ...] = ("ecmm-clip",)
@@ -372,13 +373,46 @@ def _to_device(tokens: Any, device: torch.device) -> Any:
     return tokens.to(device)
 
 
+_TEXT_FEATURES: dict[tuple, torch.Tensor] = {}  # MiniLM features of recently embedded text lists
+
+
+@torch.no_grad()
+def cached_text_features(model: ClipModel, texts: Sequence[str], device: str | torch.device | None = None) -> torch.Tensor:
+    """MiniLM features of ``texts`` (before the projection), memoised per MiniLM weights and texts.
+
+    Evaluations embed the same titles and names again and again while only the projections
+    change; MiniLM is the expensive part, so its output is kept for the last few text lists.
+
+    Returns:
+        ``(N, 384)`` tensor on ``device``.
+    """
+    device = get_device(device)
+    encoder = model.text_encoder
+    fingerprint = float(sum(p.double().sum() for p in encoder.parameters()))
+    key = (fingerprint, tuple(texts))
+    if key not in _TEXT_FEATURES:
+        if len(_TEXT_FEATURES) >= 16:
+            _TEXT_FEATURES.pop(next(iter(_TEXT_FEATURES)))
+        encoder.to(device).eval()
+        tokenizer = ClipTokenizer(encoder.tokenizer, model.config.context_length)
+        chunks = [model.text_features(_to_device(tokenizer(list(texts[start:start + 256])), device)).cpu()
+                  for start in range(0, len(texts), 256)]
+        _TEXT_FEATURES[key] = torch.cat(chunks)
+    return _TEXT_FEATURES[key].to(device)
+
+
 @torch.no_grad()
 def embed_texts(model: nn.Module, tokenizer: Any, texts: Sequence[str], batch_size: int = 256,
                 device: str | torch.device | None = None) -> torch.Tensor:
-    """Normalised text embeddings of ``N`` strings -> ``(N, E)`` on CPU."""
+    """Normalised text embeddings of ``N`` strings -> ``(N, E)`` on CPU.
+
+    For the offline model the MiniLM features are memoised (:func:`cached_text_features`).
+    """
     device = get_device(device)
     model.to(device).eval()
     texts = list(texts)
+    if isinstance(model, ClipModel) and texts:
+        return model.project_text(cached_text_features(model, texts, device)).cpu()
     chunks = [model.encode_text(_to_device(tokenizer(texts[start:start + batch_size]), device)).cpu()
               for start in range(0, len(texts), batch_size)]
     return torch.cat(chunks)

@@ -170,12 +170,12 @@ def source_zero_shot_accuracy(
     Returns:
         Accuracy in ``[0, 1]``.
     """
-    from ecmm.models.clip import embed_images
+    from ecmm.models.clip import cached_text_features, embed_images
 
     device = get_device(device)
     image_emb = embed_images(model, preprocess, images, device=device)  # (N, E)
     names, caption_ids = np.unique(captions, return_inverse=True)
-    features = model.text_encoder.encode(list(names), normalize=False).to(device)
+    features = cached_text_features(model, list(names), device=device)  # (C, 384), memoised
     text_emb = model.project_text(features).cpu()  # (C, E)
     predicted = (image_emb @ text_emb.T).argmax(dim=1).numpy()
     return float((predicted == caption_ids).mean())
