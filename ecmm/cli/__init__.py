@@ -11,7 +11,8 @@ import importlib
 import sys
 from typing import Sequence
 
-COMMANDS: tuple[str, ...] = ("info", "prepare", "support", "search", "serve", "recommend")  # module names under ecmm.cli, in help order
+# Module names under ecmm.cli, in help order.
+COMMANDS: tuple[str, ...] = ("info", "prepare", "search", "recommend", "support", "serve")
 
 
 class UsageError(ValueError):
