@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -50,3 +52,17 @@ def describe_device(device: str | torch.device | None = None) -> str:
     if resolved.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return resolved.type
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block with one torch CPU thread, then restore the previous count.
+
+    For tiny tensor ops on a busy CPU, thread synchronisation costs more than it saves.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -18,10 +18,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ecmm.device import get_device
+from ecmm.device import get_device, single_thread
 
 __all__ = [
     "make_waves", "WaveInputs", "cache_wave_inputs", "wave_recall", "incremental_finetune", "average_forgetting", "LinUCB",
@@ -94,16 +93,6 @@ def cache_wave_inputs(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.D
     return WaveInputs(maps.reshape(*photos.shape[:2], *maps.shape[1:]), features)
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run tiny tensor ops on one thread: on a busy CPU, thread synchronisation costs more than they do."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
 
 class _TrainablePart(torch.nn.Module):
     """The parts the LiT recipe trains: the CNN's last block, both projections, the temperature."""
@@ -132,7 +121,7 @@ def _train_wave(part: _TrainablePart, inputs: WaveInputs, rows: np.ndarray, step
     optimizer = torch.optim.AdamW(part.parameters(), lr=learning_rate, weight_decay=1e-4)
     per_sku = inputs.feature_maps.shape[1]
     rows = torch.as_tensor(rows)
-    with _one_thread():
+    with single_thread():
         for _ in range(steps):
             _train_step(part, optimizer, inputs, rows, per_sku, batch_size, generator)
     return part.eval()
@@ -166,7 +155,7 @@ def wave_recall(part: _TrainablePart, inputs: WaveInputs, catalog: pd.DataFrame,
     from ecmm.metrics.retrieval import first_relevant_ranks, recall_at_k
 
     rows = np.flatnonzero((catalog["split"].to_numpy() == "test_colours") & (waves >= 0))
-    with _one_thread():
+    with single_thread():
         gallery = part.images(inputs.feature_maps[rows, 0])  # (G, E)
         queries = part.texts(inputs.title_features[rows])  # (G, E)
     ranks = first_relevant_ranks((queries @ gallery.T).numpy(), np.eye(len(rows), dtype=bool))
