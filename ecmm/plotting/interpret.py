@@ -75,7 +75,7 @@ def plot_regret_curves(regret: pd.DataFrame, ax: Any = None, x: str = "round") -
     """Cumulative regret against rounds, one line per policy (every column but ``x``).
 
     Args:
-        regret: DataFrame from :func:`ecmm.trends.run_bandits`.
+        regret: DataFrame from :func:`ecmm.recsys.bandits.run_bandits`.
         ax: matplotlib axes; None creates a figure.
         x: the column holding the round number.
 

@@ -9,6 +9,8 @@
 - :mod:`ecmm.recsys.two_tower`: the hybrid two-tower model trained with the CLIP loss.
 - :mod:`ecmm.recsys.evaluation`: Recall@k, nDCG@k, MAP@k, coverage, novelty per segment.
 - :mod:`ecmm.recsys.pipeline`: the shared data + models setup of notebook 05, CLI and benchmark.
+- :mod:`ecmm.recsys.bandits`: online recommendation with a contextual bandit (LinUCB) on transferred
+  features vs item IDs (notebook 09).
 """
 
 from ecmm.recsys.embeddings import item_content_embeddings
