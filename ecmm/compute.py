@@ -25,6 +25,7 @@ small intent few-shot curve (notebook 06 records only its gap at 5 shots).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import warnings
@@ -139,6 +140,9 @@ def peak_forward_memory(run: Callable[[], Any]) -> int:
     """
     from torch.profiler import ProfilerActivity, profile
 
+    # Kineto (the profiler's C++ side) logs "profiler_start/stop" lines to the process's stderr,
+    # which notebooks would show as noise; level 6 keeps it quiet unless the user set a level.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         result = run()
         del result

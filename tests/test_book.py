@@ -127,6 +127,11 @@ def _notebook_title(notebook: nbformat.NotebookNode) -> str:
     raise AssertionError("notebook has no markdown cell")
 
 
+def _plain_quotes(text: str) -> str:
+    """Undo Sphinx's smart quotes (’ ‘ “ ”) so titles compare with the notebook's source."""
+    return text.translate(str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'}))
+
+
 def _visible_text(markup: str) -> str:
     """Strip tags and unescape entities: roughly the text a reader sees."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
@@ -152,7 +157,7 @@ def test_every_notebook_is_a_chapter_with_its_title_and_a_figure(site: Path) -> 
         page = site / "notebooks" / name.replace(".ipynb", ".html")
         assert page.is_file(), f"{name}: no chapter page {page.name} in the built site"
         markup = page.read_text(encoding="utf-8")
-        headings = [_visible_text(h) for h in re.findall(r"<h1[^>]*>(.*?)</h1>", markup, re.S)]
+        headings = [_plain_quotes(_visible_text(h)) for h in re.findall(r"<h1[^>]*>(.*?)</h1>", markup, re.S)]
         title = _notebook_title(notebook)
         assert any(title in heading for heading in headings), f"{name}: title {title!r} not in {headings}"
         figures = re.findall(r'<img[^>]+src="\.\./_images/[^"]+"', markup)
@@ -409,7 +414,7 @@ def test_site_in_headless_chromium(site: Path, site_url: str) -> None:
                 url = f"{site_url}/{page.relative_to(site).as_posix()}"
                 facts, problems = open_page(browser, url, screenshots / f"{name}.png")
                 assert not problems, f"{name}: " + "\n".join(problems)
-                assert expected_heading in facts["heading"], f"{name}: heading {facts['heading']!r}"
+                assert expected_heading in _plain_quotes(facts["heading"]), f"{name}: heading {facts['heading']!r}"
                 assert not facts["broken"], f"{name}: broken images {facts['broken']}"
                 assert facts["text"] > 500, f"{name}: the page shows almost no text"
                 if facts["formulas"]:
