@@ -75,12 +75,22 @@ def _builder(name: str) -> Callable[[Path], object]:
     raise ValueError(f"No builder for asset {name!r}.")
 
 
+def _outdated(name: str) -> bool:
+    """Whether a built asset's card records an older recipe version than the builder's."""
+    card = asset_card(name)
+    if name != "clip" or card is None:
+        return False
+    from ecmm.pretraining.clip import RECIPE_VERSION
+
+    return card.get("recipe", {}).get("version", 1) != RECIPE_VERSION
+
+
 def ensure_asset(name: str, force: bool = False) -> Path:
-    """Build an asset if it is missing (or when ``force``), and return its folder."""
+    """Build an asset if it is missing or outdated (or when ``force``), and return its folder."""
     folder = asset_dir(name)
-    if force or asset_card(name) is None:
-        if force and (folder / "card.json").exists():
-            (folder / "card.json").unlink()
+    if (force or _outdated(name)) and (folder / "card.json").exists():
+        (folder / "card.json").unlink()
+    if asset_card(name) is None:
         _builder(name)(folder, force=force)
         if asset_card(name) is None:
             raise RuntimeError(f"Building {name!r} finished without writing {folder / 'card.json'}.")

@@ -366,6 +366,7 @@ def get_shop_model(device: str | torch.device | None = None, config: FinetuneCon
     Returns:
         ``(model, preprocess, tokenizer)`` like :func:`ecmm.models.clip.create_clip_model`.
     """
+    from ecmm.assets import asset_card, ensure_asset
     from ecmm.data import load_catalog, load_photos
     from ecmm.models.clip import (ClipTokenizer, create_clip_model, load_clip_checkpoint,
                                   save_clip_checkpoint)
@@ -373,14 +374,19 @@ def get_shop_model(device: str | torch.device | None = None, config: FinetuneCon
 
     folder = shop_model_dir(config)
     card_path = folder / "card.json"
-    if card_path.is_file() and json.loads(card_path.read_text()).get("recipe") != asdict(config):
-        card_path.unlink()  # built with another recipe: rebuild
+    ensure_asset("clip")  # an outdated pretrained model is rebuilt first
+    base_sha256 = (asset_card("clip") or {}).get("sha256")
+    if card_path.is_file():
+        card = json.loads(card_path.read_text())
+        if card.get("recipe") != asdict(config) or card.get("data", {}).get("base_sha256") != base_sha256:
+            card_path.unlink()  # built with another recipe or from another pretrained model: rebuild
     if not card_path.is_file():
         base, preprocess, _ = create_clip_model("ecmm-clip", pretrained=True, device=device)
         catalog, photos = load_catalog("offline"), load_photos("offline")
         model, history = finetune(base, preprocess, catalog, photos, config, device=device, progress=progress)
         card = {"asset": "shop_clip", "recipe": asdict(config),
-                "data": {"catalog": "offline shop, split == 'train'", "pairs": int(history["num_pairs"][0])},
+                "data": {"catalog": "offline shop, split == 'train'", "pairs": int(history["num_pairs"][0]),
+                         "base_sha256": base_sha256},
                 "metrics": {"final_loss": float(np.mean(history["step_loss"][-20:])),
                             "train_seconds": history["seconds"][0]},
                 "text_trained": config.mode == "unlocked"}

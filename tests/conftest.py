@@ -19,3 +19,25 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def text_encoder():
+    """The real all-MiniLM-L6-v2 text tower on the CPU, loaded once per test module."""
+    from ecmm.models import load_text_encoder
+
+    return load_text_encoder(device="cpu")
+
+
+@pytest.fixture()
+def tiny_clip(text_encoder):
+    """A seeded tiny offline CLIP model (16-px CNN, 8-d embeddings) and its preprocessing."""
+    import torch
+
+    from ecmm.models.clip import ClipConfig, ClipModel
+    from ecmm.models.image import CNNConfig, EcmmCNN, ImagePreprocess
+
+    torch.manual_seed(0)
+    model = ClipModel(EcmmCNN(CNNConfig(image_size=16, stem_width=4, widths=(8, 16))), text_encoder,
+                      ClipConfig(embed_dim=8))
+    return model, ImagePreprocess(16, (0.5,) * 3, (0.5,) * 3)

@@ -6,24 +6,13 @@ import pytest
 import torch
 
 from ecmm.finetune import FinetuneConfig, _text_embeddings, _text_inputs, finetune, interpolate_weights, training_pairs
-from ecmm.models.clip import ClipConfig, ClipModel, ClipTokenizer
-from ecmm.models.image import CNNConfig, EcmmCNN, ImagePreprocess
+from ecmm.models.clip import ClipTokenizer
 from ecmm.search import evaluate_retrieval, requests_for
 
 
-@pytest.fixture(scope="module")
-def text_encoder():
-    from ecmm.models import load_text_encoder
-
-    return load_text_encoder(device="cpu")
-
-
 @pytest.fixture()
-def setup(text_encoder):
-    torch.manual_seed(0)
-    model = ClipModel(EcmmCNN(CNNConfig(image_size=16, stem_width=4, widths=(8, 16))), text_encoder,
-                      ClipConfig(embed_dim=8))
-    preprocess = ImagePreprocess(16, (0.5,) * 3, (0.5,) * 3)
+def setup(tiny_clip):
+    model, preprocess = tiny_clip
     colours = ["red", "blue", "green", "black", "white", "pink", "red", "blue"]
     types = ["shoe", "shoe", "bag", "bag", "hat", "hat", "hat", "bag"]
     catalog = pd.DataFrame({

@@ -20,18 +20,9 @@ from ecmm.models.clip import (
 from ecmm.models.image import CNNConfig, EcmmCNN, ImagePreprocess
 
 
-@pytest.fixture(scope="module")
-def text_encoder():
-    from ecmm.models import load_text_encoder
-
-    return load_text_encoder(device="cpu")
-
-
 @pytest.fixture()
-def tiny_model(text_encoder):
-    torch.manual_seed(0)
-    backbone = EcmmCNN(CNNConfig(image_size=16, stem_width=4, widths=(8, 16)))
-    return ClipModel(backbone, text_encoder, ClipConfig(embed_dim=8))
+def tiny_model(tiny_clip):
+    return tiny_clip[0]
 
 
 def test_encoders_are_normalised_and_shaped(tiny_model):
