@@ -164,9 +164,10 @@ def execute_notebook(source_path: Path, executed_path: Path, options: ExecutionO
         extra_arguments=[f"--IPKernelApp.exec_lines={TEXT_PROGRESS_BARS}"],
     )
     start = time.perf_counter()
+    kernel_environment = _environment(options.quick)  # computed before os.environ is cleared
     saved_environment = dict(os.environ)
     os.environ.clear()
-    os.environ.update(_environment(options.quick))  # the kernel inherits this environment
+    os.environ.update(kernel_environment)  # the kernel inherits this environment
     build_dir = executed_path.parent.parent / "_build"  # book/_build
     (build_dir / "logs").mkdir(parents=True, exist_ok=True)
     kernel_log_path = build_dir / "logs" / f"{source_path.stem}.kernel.log"  # the kernel's stderr
@@ -181,8 +182,8 @@ def execute_notebook(source_path: Path, executed_path: Path, options: ExecutionO
                     failed_path.parent.mkdir(parents=True, exist_ok=True)
                     nbformat.write(notebook, failed_path)
                     first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                    reason = f"{getattr(error, 'ename', type(error).__name__)}: " + str(
-                        getattr(error, "evalue", error)).strip().splitlines()[-1]
+                    message = str(getattr(error, "evalue", error)).strip().splitlines() or ["(no message)"]
+                    reason = f"{getattr(error, 'ename', type(error).__name__)}: {message[-1]}"
                     raise NotebookFailed(
                         f"{source_path.name} failed in cell {index + 1} of {len(notebook.cells)} "
                         f"(`{first_line[:60]}`): "
