@@ -101,6 +101,24 @@ def test_freshness_follows_cell_sources_and_mode(tmp_path: Path) -> None:
     assert not build.is_fresh(source, executed, quick=True), "an edited cell left the copy fresh"
 
 
+def test_the_kernel_inherits_the_callers_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ECMM_HOME, PATH and the offline flags reach the kernel; the mode is set by the build."""
+    monkeypatch.setenv("ECMM_HOME", str(tmp_path / "cache"))
+    source = tmp_path / "src" / "00_env.ipynb"
+    _write_notebook(source, ["import os\nprint(os.environ.get('ECMM_HOME'), os.environ.get('ECMM_QUICK'), 'PATH' in os.environ)"])
+    executed = tmp_path / "book" / "notebooks" / "00_env.ipynb"
+    build.execute_notebook(source, executed, build.ExecutionOptions(quick=True))
+    printed = nbformat.read(executed, as_version=4).cells[1].outputs[0].text.split()
+    assert printed == [str(tmp_path / "cache"), "1", "True"]
+
+
+def test_a_cell_failing_without_a_message_is_reported(tmp_path: Path) -> None:
+    """An assertion with no message still names the notebook and cell."""
+    _write_notebook(tmp_path / "src" / "00_silent.ipynb", ["assert 1 == 2"])
+    with pytest.raises(build.NotebookFailed, match=r"00_silent\.ipynb failed in cell 2 of 2.*AssertionError"):
+        build.execute_all(build.ExecutionOptions(quick=True), tmp_path / "src", tmp_path / "book" / "notebooks")
+
+
 def test_a_failing_cell_stops_the_build_naming_notebook_and_cell(tmp_path: Path) -> None:
     """Execution stops at the first failing cell, says where, and writes no executed copy."""
     _write_notebook(tmp_path / "src" / "00_broken.ipynb", ["x = 1", "raise ValueError('claim broken')"])
