@@ -75,14 +75,18 @@ def _builder(name: str) -> Callable[[Path], object]:
     raise ValueError(f"No builder for asset {name!r}.")
 
 
-def _outdated(name: str) -> bool:
-    """Whether a built asset's card records an older recipe version than the builder's."""
-    card = asset_card(name)
-    if name != "clip" or card is None:
-        return False
-    from ecmm.pretraining.clip import RECIPE_VERSION
+_RECIPE_MODULES = {"backbone": "ecmm.pretraining.backbone", "clip": "ecmm.pretraining.clip"}
 
-    return card.get("recipe", {}).get("version", 1) != RECIPE_VERSION
+
+def _outdated(name: str) -> bool:
+    """Whether a built asset's card records another recipe version than its builder's ``RECIPE_VERSION``."""
+    card = asset_card(name)
+    if card is None or name not in _RECIPE_MODULES:
+        return False
+    import importlib
+
+    current = getattr(importlib.import_module(_RECIPE_MODULES[name]), "RECIPE_VERSION", 1)
+    return card.get("recipe", {}).get("version", 1) != current
 
 
 def ensure_asset(name: str, force: bool = False) -> Path:
