@@ -21,8 +21,8 @@ def add_parser(subparsers) -> None:
     """Register ``recommend``."""
     parser = subparsers.add_parser("recommend", help="recommendation metrics per segment and model")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
-    parser.add_argument("--source", default="auto", choices=("auto", "clip", "text"),
-                        help="item content embeddings (default: CLIP when available, else MiniLM)")
+    parser.add_argument("--source", default="text", choices=("auto", "clip", "text"),
+                        help="item content embeddings: text (MiniLM, default), clip (shop CLIP model) or auto")
     parser.add_argument("--seed", type=int, default=0, help="simulator and model seed")
 
 

@@ -62,7 +62,7 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
 
 
 def build_recsys_data(profile: str | None = None, quick: bool | None = None, seed: int = 0,
-                      source: str = "auto", interactions: pd.DataFrame | None = None,
+                      source: str = "text", interactions: pd.DataFrame | None = None,
                       catalog: pd.DataFrame | None = None, photos: np.ndarray | None = None,
                       simulator: SimulatorConfig | None = None, progress: bool = True) -> RecsysData:
     """Catalog, interaction log, time split and content embeddings.
@@ -71,7 +71,8 @@ def build_recsys_data(profile: str | None = None, quick: bool | None = None, see
         profile: "offline" or "hub" (None reads ``ECMM_PROFILE``).
         quick: quick-mode sizes (None reads ``ECMM_QUICK``).
         seed: simulator seed.
-        source: content embeddings, "clip", "text" or "auto" (CLIP when available).
+        source: content embeddings: "text" (MiniLM, the default: the same on every machine), "clip"
+            (the shop CLIP model of notebook 04) or "auto" (CLIP when it is cached).
         interactions: a real log (hub path); None simulates one over the catalog.
         catalog: a catalog to use instead of ``load_catalog(profile)`` (tests, fixtures).
         photos: its photos (needed for CLIP embeddings; None loads them when needed).
