@@ -19,7 +19,7 @@ Conventions:
 
 Scarce data: :func:`recorded_label_efficiency` collects the label-efficiency results that
 notebooks 02 and 04 recorded with ``record_metrics``; :func:`intent_label_efficiency` recomputes a
-small intent few-shot curve (notebook 06 records only its gap at 5 shots).
+small intent few-shot curve (notebook 07 records only its gap at 5 shots).
 """
 
 from __future__ import annotations

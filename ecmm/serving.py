@@ -281,7 +281,7 @@ def default_backends(device: Any = None) -> Backends:
     def recommend() -> Callable[[str, int], list]:
         from ecmm.cli.recommend import fit_recommender, load_shop
 
-        data = load_shop()  # notebook 05's catalog, simulated log, split and content embeddings
+        data = load_shop()  # notebook 06's catalog, simulated log, split and content embeddings
         model = fit_recommender(data)  # the hybrid two-tower model, as `ecmm recommend` uses
         cold = set(data.split.cold_items.tolist())
 

@@ -1,4 +1,4 @@
-"""``python -m ecmm.bench recommend [--json PATH]``: the recommendation metrics table of notebook 05.
+"""``python -m ecmm.bench recommend [--json PATH]``: the recommendation metrics table of notebook 06.
 
 Builds the shop's interaction log (simulated offline), fits popularity, co-occurrence, BPR,
 content-based and hybrid two-tower models, and prints Recall@10, nDCG@10, MAP@10, coverage and

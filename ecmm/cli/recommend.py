@@ -7,7 +7,7 @@ Examples::
     ecmm recommend --cart SKU_ID,SKU_ID --k 10
 
 The shop's users come from the interaction simulator (offline profile), so the command first
-builds the same data as notebook 05 (about a minute on a laptop CPU; ``ECMM_QUICK=1`` is faster)
+builds the same data as notebook 06 (about a minute on a laptop CPU; ``ECMM_QUICK=1`` is faster)
 and fits the hybrid model. Unknown users or SKUs: one line on stderr, exit status 2.
 """
 
@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def load_shop():
-    """The catalog, simulated log, time split and content embeddings of notebook 05 (a ``RecsysData``)."""
+    """The catalog, simulated log, time split and content embeddings of notebook 06 (a ``RecsysData``)."""
     from ecmm.recsys.pipeline import build_recsys_data
 
     return build_recsys_data(progress=False)

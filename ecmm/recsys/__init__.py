@@ -8,9 +8,9 @@
 - :mod:`ecmm.recsys.models`: popularity, item-item co-occurrence, BPR, content-based, repeat purchase.
 - :mod:`ecmm.recsys.two_tower`: the hybrid two-tower model trained with the CLIP loss.
 - :mod:`ecmm.recsys.evaluation`: Recall@k, nDCG@k, MAP@k, coverage, novelty per segment.
-- :mod:`ecmm.recsys.pipeline`: the shared data + models setup of notebook 05, CLI and benchmark.
+- :mod:`ecmm.recsys.pipeline`: the shared data + models setup of notebook 06, CLI and benchmark.
 - :mod:`ecmm.recsys.bandits`: online recommendation with a contextual bandit (LinUCB) on transferred
-  features vs item IDs (notebook 09).
+  features vs item IDs (notebook 10).
 """
 
 from ecmm.recsys.embeddings import item_content_embeddings

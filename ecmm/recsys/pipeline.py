@@ -1,4 +1,4 @@
-"""One call that builds what notebook 05, ``ecmm recommend`` and the benchmark share.
+"""One call that builds what notebook 06, ``ecmm recommend`` and the benchmark share.
 
 :func:`build_recsys_data` loads the catalog, simulates (offline) or reads (hub: a real
 interactions table) the log, splits it by time and embeds the items; :func:`build_models` and

@@ -7,7 +7,7 @@ Import the submodule you need (``from ecmm.service import intents, faq``):
 - ``faq``: FAQ retrieval by embedding similarity, Recall@k.
 - ``replies``: slot extraction, reply composer, hand-off, the ``SupportAssistant``.
 - ``tickets``: photo + text tickets (CLIP image search for the product, the classifier for the intent).
-- ``evaluation``: the experiments shared by notebook 06 and ``python -m ecmm.bench support``.
+- ``evaluation``: the experiments shared by notebook 07 and ``python -m ecmm.bench support``.
 """
 
 __all__ = ["intents", "confidence", "faq", "replies", "tickets", "evaluation"]

@@ -1,4 +1,4 @@
-"""The customer-service experiments, shared by notebook 06 and ``python -m ecmm.bench support``.
+"""The customer-service experiments, shared by notebook 07 and ``python -m ecmm.bench support``.
 
 Every function measures; nothing here is hard-coded. Sizes shrink in quick mode through the
 arguments (shots, seeds, epochs), never through hidden switches.
