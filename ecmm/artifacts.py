@@ -1,0 +1,149 @@
+"""One writer and one reader for every cached artefact (the io layer).
+
+An artefact is a folder under ``ECMM_HOME`` with its files and a ``card.json`` written last. The
+card records what built the folder (``recipe``, ``data``, ``metrics``, free keys) and, under
+``files``, the size and sha256 of every file in it. So:
+
+- a folder without a card is unfinished and is never trusted;
+- a file whose size differs from its card is damaged (checked on every read, it is free);
+- a file whose sha256 differs is damaged (checked once per process and folder, see
+  :func:`read_card`; hashing the kit's largest artefact, the 480 MB photo array, takes about a
+  second).
+
+:func:`write_artifact` builds into a temporary sibling folder and swaps it in only when every
+file and the card are written, so an interrupted (or forced) rebuild never loses a good folder.
+Every error names the folder and the command that repairs it (:data:`REPAIR_COMMAND`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["ArtifactError", "REPAIR_COMMAND", "CARD_NAME", "write_artifact", "read_card",
+           "artifact_status", "file_sha256", "forget_verified"]
+
+CARD_NAME = "card.json"
+REPAIR_COMMAND = "ecmm prepare --repair"
+
+_VERIFIED: set[tuple[str, float]] = set()  # (folder, card mtime) whose sha256s were checked here
+
+
+class ArtifactError(RuntimeError):
+    """A cached artefact is missing, unfinished or damaged; the message says what to run."""
+
+    def __init__(self, folder: Path, problem: str, command: str = REPAIR_COMMAND) -> None:
+        self.folder, self.problem, self.command = Path(folder), problem, command
+        super().__init__(f"{problem} in {folder}: run `{command}` to rebuild it")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file, read in 4 MB chunks (constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_artifact(folder: str | Path, write_files: Callable[[Path], None], card: Mapping[str, Any]) -> Path:
+    """Build an artefact atomically: files first, the card (with every file's sha256) last.
+
+    Args:
+        folder: the final folder, e.g. ``ECMM_HOME/assets/clip``.
+        write_files: ``write_files(temporary_folder)`` writes the artefact's files there.
+        card: JSON-serialisable description (recipe, data, metrics, ...); ``files`` is added.
+
+    Returns:
+        ``folder``, now holding the new files; an older folder is replaced only on success.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        write_files(temporary)
+        files = {path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)}
+                 for path in sorted(temporary.iterdir()) if path.is_file() and path.name != CARD_NAME}
+        if not files:
+            raise RuntimeError(f"write_files wrote nothing into {temporary}")
+        full_card = {**card, "files": files}
+        (temporary / CARD_NAME).write_text(json.dumps(full_card, indent=2, sort_keys=True, default=str) + "\n")
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(temporary, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    forget_verified(folder)
+    return folder
+
+
+def _load_card(folder: Path, command: str) -> dict:
+    card_path = folder / CARD_NAME
+    if not card_path.is_file():
+        problem = "no card.json (never built, or its build was interrupted)" if folder.exists() else "not built"
+        raise ArtifactError(folder, problem, command)
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(folder, f"card.json is unreadable ({error.__class__.__name__})", command) from None
+    if not isinstance(card, dict) or not isinstance(card.get("files"), dict) or not card["files"]:
+        raise ArtifactError(folder, "card.json lists no files (written by an older kit)", command)
+    return card
+
+
+def read_card(folder: str | Path, verify: bool = True, command: str = REPAIR_COMMAND) -> dict:
+    """The card of a finished artefact, after checking its files.
+
+    Sizes are checked on every call; sha256s once per process and folder (``verify=False``
+    skips them).
+
+    Raises:
+        ArtifactError: the folder is missing, unfinished, or a file is missing or damaged.
+    """
+    folder = Path(folder)
+    card = _load_card(folder, command)
+    for name, expected in card["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(folder, f"{name} is missing", command)
+        if path.stat().st_size != expected.get("size"):
+            raise ArtifactError(folder, f"{name} has {path.stat().st_size} bytes, its card says "
+                                f"{expected.get('size')} (damaged)", command)
+    key = (str(folder.resolve()), (folder / CARD_NAME).stat().st_mtime)
+    if verify and key not in _VERIFIED:
+        for name, expected in card["files"].items():
+            if file_sha256(folder / name) != expected.get("sha256"):
+                raise ArtifactError(folder, f"{name} does not match its card's sha256 (damaged)", command)
+        _VERIFIED.add(key)
+    return card
+
+
+def artifact_status(folder: str | Path) -> str:
+    """``"ok"``, ``"missing"`` or ``"damaged: <why>"`` after a full check (sha256 included)."""
+    folder = Path(folder)
+    if not (folder / CARD_NAME).exists() and not folder.exists():
+        return "missing"
+    forget_verified(folder)
+    try:
+        read_card(folder, verify=True)
+    except ArtifactError as error:
+        return "missing" if error.problem == "not built" else f"damaged: {error.problem}"
+    return "ok"
+
+
+def forget_verified(folder: str | Path | None = None) -> None:
+    """Drop the memo of verified folders (one folder, or all), so the next read hashes again."""
+    if folder is None:
+        _VERIFIED.clear()
+        return
+    resolved = str(Path(folder).resolve())
+    for key in [key for key in _VERIFIED if key[0] == resolved]:
+        _VERIFIED.discard(key)
