@@ -6,6 +6,8 @@ card records what built the folder (``recipe``, ``data``, ``metrics``, free keys
 
 - a folder without a card is unfinished and is never trusted;
 - a file whose size differs from its card is damaged (checked on every read, it is free);
+- a card without a file list was written by an older kit: it still loads (so an old cache keeps
+  working) and ``ecmm prepare`` rebuilds it;
 - a file whose sha256 differs is damaged (checked once per process and folder, see
   :func:`read_card`; hashing the kit's largest artefact, the 480 MB photo array, takes about a
   second).
@@ -24,13 +26,20 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["ArtifactError", "REPAIR_COMMAND", "CARD_NAME", "write_artifact", "read_card",
+__all__ = ["ArtifactError", "REPAIR_COMMAND", "CARD_NAME", "assets_home", "write_artifact", "read_card",
            "artifact_status", "file_sha256", "forget_verified"]
 
 CARD_NAME = "card.json"
 REPAIR_COMMAND = "ecmm prepare --repair"
 
 _VERIFIED: set[tuple[str, float]] = set()  # (folder, card mtime) whose sha256s were checked here
+
+
+def assets_home() -> Path:
+    """``ECMM_HOME/assets``: where trained artefacts (models, classifiers, indexes) live."""
+    from ecmm.config import get_settings
+
+    return get_settings().home / "assets"
 
 
 class ArtifactError(RuntimeError):
@@ -94,8 +103,10 @@ def _load_card(folder: Path, command: str) -> dict:
         card = json.loads(card_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ArtifactError(folder, f"card.json is unreadable ({error.__class__.__name__})", command) from None
-    if not isinstance(card, dict) or not isinstance(card.get("files"), dict) or not card["files"]:
-        raise ArtifactError(folder, "card.json lists no files (written by an older kit)", command)
+    if not isinstance(card, dict):
+        raise ArtifactError(folder, "card.json is not a JSON object", command)
+    if not isinstance(card.get("files"), dict) or not card["files"]:
+        card["legacy"] = True  # written by an older kit: loads, and `ecmm prepare` rebuilds it
     return card
 
 
@@ -110,6 +121,8 @@ def read_card(folder: str | Path, verify: bool = True, command: str = REPAIR_COM
     """
     folder = Path(folder)
     card = _load_card(folder, command)
+    if card.get("legacy"):
+        return card
     for name, expected in card["files"].items():
         path = folder / name
         if not path.is_file():
@@ -127,16 +140,19 @@ def read_card(folder: str | Path, verify: bool = True, command: str = REPAIR_COM
 
 
 def artifact_status(folder: str | Path) -> str:
-    """``"ok"``, ``"missing"`` or ``"damaged: <why>"`` after a full check (sha256 included)."""
+    """``"ok"``, ``"missing"``, ``"outdated"`` (a card without file list) or ``"damaged: <why>"``.
+
+    A full check: sizes and sha256s are read again even if verified earlier in this process.
+    """
     folder = Path(folder)
     if not (folder / CARD_NAME).exists() and not folder.exists():
         return "missing"
     forget_verified(folder)
     try:
-        read_card(folder, verify=True)
+        card = read_card(folder, verify=True)
     except ArtifactError as error:
         return "missing" if error.problem == "not built" else f"damaged: {error.problem}"
-    return "ok"
+    return "outdated" if card.get("legacy") else "ok"
 
 
 def forget_verified(folder: str | Path | None = None) -> None:
