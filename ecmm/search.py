@@ -28,9 +28,11 @@ from ecmm.metrics.retrieval import retrieval_report
 from ecmm.models.clip import embed_images, embed_texts
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "load_catalog_search", "requests_for",
-           "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "zero_shot_weights"]
+           "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
+           "zero_shot_weights"]
 
 RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "score")
+SEARCH_MODES = ("dense", "lexical", "hybrid")  # ways search_text can rank the catalog
 MAX_QUERY_CHARACTERS = 200  # longer text queries are refused
 GALLERY_PHOTO, QUERY_PHOTO = 0, 1  # photo positions used as gallery and as customer snapshot
 REQUEST_TEMPLATES = (  # paraphrased customer requests, never used in training
@@ -145,8 +147,19 @@ class CatalogSearch:
         frame["score"] = scores[0].numpy().round(4)
         return frame
 
-    def search_text(self, query: str, k: int = 10) -> pd.DataFrame:
-        """Top-``k`` SKUs for a text query (DataFrame with ``RESULT_COLUMNS``)."""
+    def search_text(self, query: str, k: int = 10, mode: str | None = None) -> pd.DataFrame:
+        """Top-``k`` SKUs for a text query (DataFrame with ``RESULT_COLUMNS``).
+
+        Args:
+            query: what the shopper typed.
+            k: number of results.
+            mode: ``"dense"`` (CLIP text->image); None = the default (dense for now).
+        """
+        mode = mode or "dense"
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {SEARCH_MODES}; got {mode!r}")
+        if mode != "dense":
+            raise NotImplementedError(f"mode {mode!r} is not available yet; use 'dense'")
         query = (query or "").strip()
         if not query:
             raise ValueError("the query is empty: type what you are looking for, e.g. 'red backpack'")
