@@ -1,38 +1,86 @@
-"""The registry behind ``ecmm prepare``: what is built, in which order, where it is cached.
+"""The registry behind ``ecmm prepare``: every cached artefact, what it needs, who builds it.
 
-Each asset is a folder under ``ECMM_HOME`` holding its files and a ``card.json`` (recipe, data,
-metrics, sha256) written last; a folder without a card is unfinished and is rebuilt.
-Builders are imported only when needed, so that ``ecmm info`` stays fast.
+Each asset is a folder under ``ECMM_HOME`` written by :func:`ecmm.artifacts.write_artifact`:
+its files and a ``card.json`` (recipe, data, metrics, and the size and sha256 of every file)
+written last. The registry adds ``built_from`` to the card: the fingerprint of each asset it
+was built from, so a rebuilt dependency makes its dependants *outdated*.
+
+An asset is ``ok``, ``missing``, ``damaged`` (a file or the card does not match) or
+``outdated`` (another recipe version, a rebuilt dependency, or a card from an older kit).
+:func:`ensure_asset` builds what is not ``ok`` into a temporary folder and swaps it in only
+when it is complete, so an interrupted or forced rebuild never loses a good asset.
+Builders are imported only when one is run, so that ``ecmm info`` stays fast.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
-from dataclasses import dataclass
+import os
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator, Mapping
 
-from ecmm.config import get_settings
+from ecmm.artifacts import (CARD_NAME, ArtifactError, artifact_status, card_fingerprint,
+                            file_table, read_card, replace_folder)
+from ecmm.config import get_settings, write_json
+
+__all__ = ["Asset", "AssetStatus", "ASSETS", "STATUSES", "MissingBuilderError", "asset_dir", "asset_card",
+           "get_asset", "builder_available", "asset_status", "check_assets", "ensure_asset", "repair_assets",
+           "override_builders"]
+
+STATUSES = ("ok", "missing", "damaged", "outdated")
 
 
 @dataclass(frozen=True)
 class Asset:
-    """One preparable thing."""
+    """One cached artefact and how to build it."""
 
     name: str  # registry key, e.g. "backbone"
-    description: str  # one line for `ecmm info`
-    folder: str | None  # folder under ECMM_HOME; None: the data store decides (versioned)
+    description: str  # one line for `ecmm info` and `ecmm prepare --check`
+    folder: str | None  # folder under ECMM_HOME; None: the data store decides (versioned name)
+    builder: str | Callable[..., Any]  # "module:function" imported when run, or a callable (tests)
+    depends_on: tuple[str, ...] = ()  # assets it is built from (built first; a rebuild outdates it)
+    default: bool = False  # built by a plain `ecmm prepare`; the others are built on first use
+    model_from: str | None = None  # the builder also receives `model=`, the CLIP model of this asset
 
 
 ASSETS: tuple[Asset, ...] = (
-    Asset("catalog", "offline shop catalog and photos", None),
-    Asset("source", "source-domain icon corpus", None),
-    Asset("backbone", "image backbone pretrained on the source corpus", "assets/backbone"),
-    Asset("clip", "CLIP-style model pretrained on the source corpus", "assets/clip"),
+    Asset("catalog", "offline shop catalog and photos", None, "ecmm.data.store:write_catalog", default=True),
+    Asset("source", "source-domain icon corpus", None, "ecmm.data.store:write_source_corpus", default=True),
+    Asset("backbone", "image backbone pretrained on the source corpus", "assets/backbone",
+          "ecmm.pretraining.backbone:build", ("source",), default=True),
+    Asset("clip", "CLIP-style model pretrained on the source corpus", "assets/clip",
+          "ecmm.pretraining.clip:build", ("backbone", "source"), default=True),
+    Asset("shop_clip", "CLIP model fine-tuned on the shop catalog", "assets/shop_clip",
+          "ecmm.finetune:build_shop_model", ("clip", "catalog"), default=True),
+    Asset("support", "customer-support intent classifier", "assets/support",
+          "ecmm.service.assistant:build_support_classifier"),
+    Asset("search_index", "index of the catalog photos under the shop model", "assets/search_index",
+          "ecmm.search:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip"),
+    Asset("recommender", "content embeddings of the catalog for recommendation", "assets/recommender",
+          "ecmm.recsys.embeddings:build_content_embeddings", ("catalog",)),
 )
 
 
-def _asset(name: str) -> Asset:
+@dataclass(frozen=True)
+class AssetStatus:
+    """What ``ecmm prepare --check`` reports for one asset."""
+
+    name: str  # registry key
+    status: str  # one of STATUSES
+    path: Path  # the asset's folder
+    detail: str  # why it is not ok, in words ("" when ok)
+
+
+class MissingBuilderError(RuntimeError):
+    """The registry names a builder that this version of the kit does not have."""
+
+
+def get_asset(name: str) -> Asset:
+    """The registry entry called ``name``."""
     for asset in ASSETS:
         if asset.name == name:
             return asset
@@ -41,7 +89,7 @@ def _asset(name: str) -> Asset:
 
 def asset_dir(name: str) -> Path:
     """Folder of an asset under ``ECMM_HOME`` (it may not be built yet)."""
-    asset = _asset(name)
+    asset = get_asset(name)
     if asset.folder is None:
         from ecmm.data.store import data_dir
 
@@ -50,52 +98,220 @@ def asset_dir(name: str) -> Path:
 
 
 def asset_card(name: str) -> dict | None:
-    """The asset's JSON card, or None when it is not built."""
-    card = asset_dir(name) / "card.json"
-    return json.loads(card.read_text()) if card.is_file() else None
+    """The asset's card (file sizes checked, contents not hashed), or None when it is not built.
+
+    Raises:
+        ecmm.artifacts.ArtifactError: the asset is damaged (the message says what to run).
+    """
+    try:
+        return read_card(asset_dir(name), verify=False)
+    except ArtifactError as error:
+        if error.problem == "not built":
+            return None
+        raise
 
 
-def _builder(name: str) -> Callable[[Path], object]:
-    if name == "catalog":
-        from ecmm.data.store import prepare_catalog
-
-        return lambda folder, force=False: prepare_catalog(force=force)
-    if name == "source":
-        from ecmm.data.store import prepare_source_corpus
-
-        return lambda folder, force=False: prepare_source_corpus(force=force)
-    if name == "backbone":
-        from ecmm.pretraining.backbone import build
-
-        return lambda folder, force=False: build(folder)
-    if name == "clip":
-        from ecmm.pretraining.clip import build
-
-        return lambda folder, force=False: build(folder)
-    raise ValueError(f"No builder for asset {name!r}.")
+def _builder(asset: Asset) -> Callable[..., Any]:
+    if callable(asset.builder):
+        return asset.builder
+    module_name, _, function_name = asset.builder.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError):
+        raise MissingBuilderError(
+            f"the asset {asset.name!r} is built by {module_name}.{function_name}, which this version of "
+            "the kit does not have yet") from None
 
 
-_RECIPE_MODULES = {"backbone": "ecmm.pretraining.backbone", "clip": "ecmm.pretraining.clip"}
-
-
-def _outdated(name: str) -> bool:
-    """Whether a built asset's card records another recipe version than its builder's ``RECIPE_VERSION``."""
-    card = asset_card(name)
-    if card is None or name not in _RECIPE_MODULES:
+def builder_available(name: str) -> bool:
+    """Whether the builder of ``name`` can be imported (nothing is built)."""
+    try:
+        _builder(get_asset(name))
+    except MissingBuilderError:
         return False
-    import importlib
-
-    current = getattr(importlib.import_module(_RECIPE_MODULES[name]), "RECIPE_VERSION", 1)
-    return card.get("recipe", {}).get("version", 1) != current
+    return True
 
 
-def ensure_asset(name: str, force: bool = False) -> Path:
-    """Build an asset if it is missing or outdated (or when ``force``), and return its folder."""
-    folder = asset_dir(name)
-    if (force or _outdated(name)) and (folder / "card.json").exists():
-        (folder / "card.json").unlink()
-    if asset_card(name) is None:
-        _builder(name)(folder, force=force)
-        if asset_card(name) is None:
-            raise RuntimeError(f"Building {name!r} finished without writing {folder / 'card.json'}.")
-    return folder
+def _recipe_version(asset: Asset) -> Any:
+    """The builder's ``RECIPE_VERSION`` (its module's, or the callable's attribute), or None."""
+    if callable(asset.builder):
+        return getattr(asset.builder, "RECIPE_VERSION", None)
+    try:
+        return getattr(importlib.import_module(asset.builder.partition(":")[0]), "RECIPE_VERSION", None)
+    except ImportError:
+        return None
+
+
+def _outdated_reason(asset: Asset, card: Mapping[str, Any], recipe: bool) -> str:
+    """Why a readable card is outdated ("" when it is current)."""
+    if card.get("legacy"):
+        return "card from an older kit, without checksums"
+    current = _recipe_version(asset) if recipe else None
+    recorded = (card.get("recipe") or {}).get("version") if isinstance(card.get("recipe"), dict) else None
+    if current is not None and recorded != current:
+        return f"recipe version {recorded}, the kit's is {current}"
+    built_from = card.get("built_from") if isinstance(card.get("built_from"), dict) else {}
+    for dependency in asset.depends_on:
+        if dependency not in built_from:
+            continue
+        try:
+            dependency_card = read_card(asset_dir(dependency), verify=False)
+        except ArtifactError:
+            continue  # a missing or damaged dependency is reported on its own line
+        if card_fingerprint(dependency_card) != built_from[dependency]:
+            return f"built from another {dependency} (rebuilt since)"
+    return ""
+
+
+def asset_status(name: str, verify: bool = True, recipe: bool = True) -> AssetStatus:
+    """The status of one asset.
+
+    Args:
+        name: registry key.
+        verify: hash every file again (a full check); False checks the card and file sizes only.
+        recipe: compare the card with the builder's ``RECIPE_VERSION`` (imports the builder).
+
+    Returns:
+        An :class:`AssetStatus`.
+    """
+    asset, folder = get_asset(name), asset_dir(name)
+    status = artifact_status(folder, verify=verify)
+    if status == "missing":
+        return AssetStatus(name, "missing", folder, "" if asset.default else "built on first use")
+    if status.startswith("damaged"):
+        return AssetStatus(name, "damaged", folder, status.partition(": ")[2])
+    reason = _outdated_reason(asset, read_card(folder, verify=False), recipe)
+    return AssetStatus(name, "outdated" if reason else "ok", folder, reason)
+
+
+def check_assets(verify: bool = True, recipe: bool = True) -> list[AssetStatus]:
+    """The status of every asset, in registry order (see :func:`asset_status` for the options)."""
+    return [asset_status(asset.name, verify=verify, recipe=recipe) for asset in ASSETS]
+
+
+def _current_status(asset: Asset) -> tuple[str, bool]:
+    """(status, legacy) with sha256s checked once per process: what :func:`ensure_asset` acts on."""
+    folder = asset_dir(asset.name)
+    try:
+        card = read_card(folder)
+    except ArtifactError as error:
+        return ("missing" if error.problem == "not built" else "damaged"), False
+    return ("outdated" if _outdated_reason(asset, card, recipe=True) else "ok"), bool(card.get("legacy"))
+
+
+_BUILT: list[str] = []  # names built in this process, in order (repair_assets reports them)
+
+
+def _seal(asset: Asset, staging: Path) -> None:
+    """Check what the builder wrote and add ``built_from`` (and, for an older builder, ``files``)."""
+    card_path = staging / CARD_NAME
+    if not card_path.is_file():
+        raise RuntimeError(f"the builder of {asset.name!r} wrote no {CARD_NAME} into {staging}")
+    card = json.loads(card_path.read_text())
+    if isinstance(card.get("files"), dict) and card["files"]:
+        read_card(staging, command=f"ecmm prepare --force --only {asset.name}")
+    else:  # a builder that does not use write_artifact yet: the registry records the checksums
+        card["files"] = file_table(staging)
+    built_from = {}
+    for dependency in asset.depends_on:
+        with contextlib.suppress(ArtifactError):
+            built_from[dependency] = card_fingerprint(read_card(asset_dir(dependency), verify=False))
+    card.update(asset=card.get("asset", asset.name), built_from=built_from)
+    write_json(card_path, card)
+
+
+def _build(asset: Asset, progress: bool) -> None:
+    """Build into ``.<folder>.build-<pid>`` beside the folder, then swap it in (only on success)."""
+    folder = asset_dir(asset.name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.build-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    builder = _builder(asset)
+    try:
+        arguments: dict[str, Any] = {"progress": progress}
+        if asset.model_from:
+            from ecmm.models.clip import load_clip_model
+
+            arguments["model"] = load_clip_model(ensure_asset(asset.model_from, progress=progress))
+        builder(staging, **arguments)
+        _seal(asset, staging)
+        replace_folder(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _BUILT.append(asset.name)
+
+
+def _bring_dependencies_up(asset: Asset, progress: bool) -> None:
+    """Build the dependencies that are missing, damaged or outdated (a legacy card is accepted)."""
+    for dependency in asset.depends_on:
+        status, legacy = _current_status(get_asset(dependency))
+        if status != "ok" and not legacy:
+            ensure_asset(dependency, progress=progress)
+
+
+def _refresh_dependants(name: str, progress: bool) -> None:
+    """Rebuild the built assets that depend on ``name`` and are outdated now."""
+    for asset in ASSETS:
+        if name in asset.depends_on and _current_status(asset)[0] == "outdated":
+            ensure_asset(asset.name, progress=progress)
+
+
+def ensure_asset(name: str, force: bool = False, progress: bool = True) -> Path:
+    """Build an asset if it is missing, damaged or outdated (or when ``force``); return its folder.
+
+    Its dependencies are brought up first (missing, damaged or outdated ones are built; a card
+    from an older kit is used as it is until ``ecmm prepare`` rebuilds it). After a build, the
+    built assets that depend on it and are outdated now are rebuilt too. A build goes into a
+    temporary folder that replaces the old one only when complete.
+
+    Args:
+        name: registry key.
+        force: rebuild even when it is ok (the dependencies are not forced).
+        progress: show the builders' progress bars.
+
+    Raises:
+        MissingBuilderError: the asset has to be built and its builder is not in this kit.
+    """
+    asset = get_asset(name)
+    if not force and _current_status(asset)[0] == "ok":
+        return asset_dir(name)
+    _bring_dependencies_up(asset, progress)
+    _build(asset, progress)
+    _refresh_dependants(name, progress)
+    return asset_dir(name)
+
+
+def repair_assets(progress: bool = True) -> list[str]:
+    """Rebuild every built asset that is damaged or outdated, and the dependants that it outdates.
+
+    Missing assets stay missing (``ecmm prepare`` builds the default ones; the others are built
+    on first use), unless a damaged asset needs them.
+
+    Returns:
+        The names rebuilt, in order.
+    """
+    start = len(_BUILT)
+    for status in check_assets():
+        if status.status in ("damaged", "outdated") and status.name not in _BUILT[start:]:
+            ensure_asset(status.name, progress=progress)
+    return _BUILT[start:]
+
+
+@contextlib.contextmanager
+def override_builders(builders: Mapping[str, Callable[..., Any]]) -> Iterator[None]:
+    """Use other builders inside the block (tests: tiny stubs in a temporary ``ECMM_HOME``).
+
+    A builder is called as ``builder(folder, progress=...)`` (plus ``model=`` for assets with
+    ``model_from``) and writes ``folder`` with :func:`ecmm.artifacts.write_artifact`.
+    """
+    global ASSETS
+    unknown = set(builders) - {asset.name for asset in ASSETS}
+    if unknown:
+        raise ValueError(f"Unknown assets {sorted(unknown)}: choose from {[a.name for a in ASSETS]}.")
+    saved = ASSETS
+    ASSETS = tuple(replace(asset, builder=builders.get(asset.name, asset.builder)) for asset in ASSETS)
+    try:
+        yield
+    finally:
+        ASSETS = saved
+

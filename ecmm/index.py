@@ -1,23 +1,28 @@
 """EmbeddingIndex: exact cosine search (batched matmul + top-k), optional FAISS backend.
 
-Saved as ``<path>.safetensors`` (the vectors and integer ids) plus ``<path>.json`` (a card with the
-dimension, backend, size and sha256) -- no pickles.
+Saved as a cached artefact (:mod:`ecmm.artifacts`): a folder with ``vectors.safetensors`` (the
+vectors and integer ids) and ``card.json`` (dimension, backend, size, and the file's size and
+sha256), written atomically -- no pickles. Loading checks the card, so a damaged index is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ecmm.artifacts import CARD_NAME, REPAIR_COMMAND, ArtifactError, file_sha256, read_card, write_artifact
+
 __all__ = ["EmbeddingIndex"]
 
 BACKENDS = ("exact", "faiss")
+INDEX_KIND = "ecmm.EmbeddingIndex"  # the card's "kind"
+TENSORS_NAME = "vectors.safetensors"  # the file of vectors (N, D) and ids (N,)
 
 
 class EmbeddingIndex:
@@ -118,41 +123,77 @@ class EmbeddingIndex:
             positions = torch.cat([c.indices for c in chunks])
         return scores, self._ids[positions]
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``path.safetensors`` and ``path.json``; return the safetensors path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors_path = path.with_suffix(".safetensors")
-        save_file({"vectors": self._vectors.contiguous(), "ids": self._ids.contiguous()}, str(tensors_path))
-        card = {
-            "kind": "ecmm.EmbeddingIndex",
-            "dim": self.dim,
-            "backend": self.backend,
-            "size": len(self),
-            "sha256": hashlib.sha256(tensors_path.read_bytes()).hexdigest(),
-        }
-        path.with_suffix(".json").write_text(json.dumps(card, indent=2))
-        return tensors_path
+    def save(self, folder: str | Path, card: Mapping[str, Any] | None = None) -> Path:
+        """Write the index as a cached artefact: ``folder/vectors.safetensors`` + ``folder/card.json``.
 
-    @classmethod
-    def load(cls, path: str | Path, backend: str | None = None) -> "EmbeddingIndex":
-        """Read an index written by :meth:`save` (checks the sha256 of the tensors).
+        Written through :func:`ecmm.artifacts.write_artifact`: into a temporary folder first,
+        swapped in only when complete, the card (with the file's size and sha256) last. An
+        interrupted save leaves the previous index in place.
 
         Args:
-            path: the path given to ``save`` (with or without a suffix).
+            folder: the index folder (created; an older index there is replaced on success).
+            card: extra card entries (recipe, data, ...) for whoever builds the index.
+
+        Returns:
+            ``folder``.
+        """
+        def write_files(temporary: Path) -> None:
+            tensors = {"vectors": self._vectors.contiguous(), "ids": self._ids.contiguous()}
+            save_file(tensors, str(temporary / TENSORS_NAME))
+
+        described = {**(card or {}), "kind": INDEX_KIND, "dim": self.dim, "backend": self.backend,
+                     "size": len(self)}
+        return write_artifact(folder, write_files, described)
+
+    @classmethod
+    def load(cls, folder: str | Path, backend: str | None = None,
+             command: str = REPAIR_COMMAND) -> "EmbeddingIndex":
+        """Read an index written by :meth:`save`, after checking its card (sizes, sha256).
+
+        Args:
+            folder: the folder given to ``save``.
             backend: override the saved backend.
+            command: the command that rebuilds this index, named in errors.
 
         Returns:
             The index.
+
+        Raises:
+            ecmm.artifacts.ArtifactError: missing, unfinished or damaged; the message names the
+                folder and ``command``.
         """
-        path = Path(path)
-        tensors_path, card_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
-        if not tensors_path.exists() or not card_path.exists():
-            raise FileNotFoundError(f"no saved index at {path}; build one and call save() first")
-        card = json.loads(card_path.read_text())
-        if hashlib.sha256(tensors_path.read_bytes()).hexdigest() != card["sha256"]:
-            raise ValueError(f"{tensors_path.name} does not match its card's sha256; rebuild the index")
-        tensors = load_file(str(tensors_path))
-        index = cls(card["dim"], backend=backend or card["backend"])
-        index._vectors, index._ids = tensors["vectors"], tensors["ids"]
+        folder = Path(folder)
+        if not (folder / CARD_NAME).exists() and folder.with_suffix(".json").is_file():
+            return cls._load_single_files(folder, backend, command)
+        card = read_card(folder, command=command)
+        if card.get("kind") != INDEX_KIND or card.get("legacy"):
+            raise ArtifactError(folder, f"card.json does not describe an {INDEX_KIND}", command)
+        try:
+            tensors = load_file(str(folder / TENSORS_NAME))
+        except Exception as error:  # safetensors raises its own error types for a bad header
+            raise ArtifactError(folder, f"{TENSORS_NAME} does not load ({error.__class__.__name__})", command) from None
+        return cls._from_tensors(folder, card, tensors, backend, command)
+
+    @classmethod
+    def _from_tensors(cls, folder: Path, card: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+                      backend: str | None, command: str) -> "EmbeddingIndex":
+        vectors, ids = tensors.get("vectors"), tensors.get("ids")
+        if vectors is None or ids is None or vectors.ndim != 2 or vectors.shape[1] != card.get("dim") \
+                or ids.shape != (vectors.shape[0],):
+            raise ArtifactError(folder, "the stored vectors and ids do not match the card", command)
+        index = cls(int(card["dim"]), backend=backend or card["backend"])
+        index._vectors, index._ids = vectors, ids
         return index
+
+    @classmethod
+    def _load_single_files(cls, path: Path, backend: str | None, command: str) -> "EmbeddingIndex":
+        """The earlier layout, ``path.safetensors`` + ``path.json`` (sha256 checked): still readable."""
+        tensors_path, card_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
+        try:
+            card = json.loads(card_path.read_text())
+            if not tensors_path.is_file() or file_sha256(tensors_path) != card["sha256"]:
+                raise ValueError("sha256")
+            tensors = load_file(str(tensors_path))
+        except Exception:  # unreadable card, missing or changed tensors: damaged either way
+            raise ArtifactError(tensors_path, "the index does not match its card's sha256 (damaged)", command) from None
+        return cls._from_tensors(path, card, tensors, backend, command)

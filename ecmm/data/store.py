@@ -1,21 +1,29 @@
 """Prepared data on disk: build once into ``ECMM_HOME/data``, then load fast.
 
-Files are written atomically, and each folder holds a ``card.json`` written last: a folder
-without its card is an interrupted preparation and is rebuilt, never trusted.
+Each data set is a cached artefact (:mod:`ecmm.artifacts`): ``table.json`` (one row per item),
+``images.npy`` (uint8 photos) and a ``card.json`` written last with the size and sha256 of both
+files. Loading checks the sizes every time and the sha256s once per process (0.19-0.21 s for the
+257,556,608-byte catalog photos), so damaged photos are refused with the repair command, never
+used. A folder whose card was written by an older kit (no file list) still loads; ``ecmm
+prepare`` rebuilds it.
 """
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ecmm.config import atomic_write, get_settings, write_json
+from ecmm.artifacts import CARD_NAME, REPAIR_COMMAND, ArtifactError, read_card, write_artifact
+from ecmm.config import get_settings
+
+__all__ = ["DATA_VERSIONS", "data_dir", "write_catalog", "write_source_corpus", "prepare_catalog",
+           "prepare_source_corpus", "load_catalog", "load_photos", "load_source_corpus", "data_summary"]
 
 DATA_VERSIONS = {"catalog": 2, "source": 1}  # bump when rendering or splits change: caches rebuild
+TABLE_NAME, IMAGES_NAME = "table.json", "images.npy"
 
 
 def data_dir(name: str) -> Path:
@@ -25,59 +33,108 @@ def data_dir(name: str) -> Path:
     return get_settings().home / "data" / f"{name}-v{DATA_VERSIONS[name]}"
 
 
-def _is_ready(folder: Path) -> bool:
-    return (folder / "card.json").is_file()
-
-
-def _save(folder: Path, frame: pd.DataFrame, images: np.ndarray, card: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_write(folder / "table.json") as temporary:
-        frame.to_json(temporary, orient="records", force_ascii=False, indent=1)
-    with atomic_write(folder / "images.npy") as temporary:
-        with open(temporary, "wb") as handle:
+def _write(name: str, folder: Path, frame: pd.DataFrame, images: np.ndarray, card: dict) -> Path:
+    def write_files(temporary: Path) -> None:
+        frame.to_json(temporary / TABLE_NAME, orient="records", force_ascii=False, indent=1)
+        with open(temporary / IMAGES_NAME, "wb") as handle:
             np.save(handle, images)
-    write_json(folder / "card.json", {**card, "rows": len(frame), "images_shape": list(images.shape)})
+
+    full_card = {"asset": name, "recipe": {"version": DATA_VERSIONS[name], **card},
+                 "rows": len(frame), "images_shape": list(images.shape)}
+    written = write_artifact(folder, write_files, full_card)
+    _load_folder.cache_clear()
+    return written
+
+
+def write_catalog(folder: str | Path, progress: bool = True, product_types: tuple | None = None) -> Path:
+    """Render the offline catalog into ``folder`` (atomically, with a checksummed card).
+
+    Args:
+        folder: destination (the registry passes a temporary folder, then swaps it in).
+        progress: show a progress bar.
+        product_types: render only these :class:`~ecmm.data.catalog.ProductType` (tests); None: all.
+
+    Returns:
+        ``folder``.
+    """
+    from ecmm.data.catalog import PHOTOS_PER_SKU, build_catalog
+
+    frame, photos = build_catalog(seed=0, progress=progress, product_types=product_types)
+    card = {"seed": 0, "photos_per_sku": PHOTOS_PER_SKU, "product_types": int(frame["product_type"].nunique()),
+            "source": "OpenMoji (CC BY-SA 4.0) rendered with Pillow"}
+    return _write("catalog", Path(folder), frame, photos, card)
+
+
+def write_source_corpus(folder: str | Path, progress: bool = True, limit: int | None = None) -> Path:
+    """Render the source-domain corpus into ``folder`` (atomically, with a checksummed card).
+
+    Args:
+        folder: destination.
+        progress: show a progress bar.
+        limit: render only the first ``limit`` emoji (tests); None: all.
+
+    Returns:
+        ``folder``.
+    """
+    from ecmm.data.source import build_source_corpus
+
+    frame, images = build_source_corpus(progress=progress, limit=limit)
+    return _write("source", Path(folder), frame, images,
+                  {"source": "every fully-qualified emoji drawn by OpenMoji", "limit": limit})
+
+
+def _prepare(name: str, force: bool, progress: bool) -> Path:
+    folder = data_dir(name)
+    writer = write_catalog if name == "catalog" else write_source_corpus
+    if force:
+        return writer(folder, progress=progress)
+    try:
+        read_card(folder)
+    except ArtifactError:  # missing, unfinished or damaged: render again (swapped in when complete)
+        writer(folder, progress=progress)
+    return folder
 
 
 def prepare_catalog(force: bool = False, progress: bool = True) -> Path:
-    """Render and cache the offline catalog (idempotent; ``force`` rebuilds). Returns its folder."""
-    from ecmm.data.catalog import PHOTOS_PER_SKU, build_catalog
+    """Render and cache the offline catalog if it is missing or damaged (``force``: always).
 
-    folder = data_dir("catalog")
-    if force or not _is_ready(folder):
-        (folder / "card.json").unlink(missing_ok=True)
-        frame, photos = build_catalog(seed=0, progress=progress)
-        _save(folder, frame, photos, {"seed": 0, "photos_per_sku": PHOTOS_PER_SKU,
-                                      "source": "OpenMoji (CC BY-SA 4.0) rendered with Pillow"})
-        _load_offline.cache_clear()
-    return folder
+    Returns:
+        Its folder. The old folder stays in place until the new one is complete.
+    """
+    return _prepare("catalog", force, progress)
 
 
 def prepare_source_corpus(force: bool = False, progress: bool = True) -> Path:
-    """Render and cache the source-domain corpus (idempotent). Returns its folder."""
-    from ecmm.data.source import build_source_corpus
+    """Render and cache the source-domain corpus if it is missing or damaged (``force``: always).
 
-    folder = data_dir("source")
-    if force or not _is_ready(folder):
-        (folder / "card.json").unlink(missing_ok=True)
-        frame, images = build_source_corpus(progress=progress)
-        _save(folder, frame, images, {"source": "every fully-qualified emoji drawn by OpenMoji"})
-        _load_offline.cache_clear()
-    return folder
+    Returns:
+        Its folder.
+    """
+    return _prepare("source", force, progress)
 
 
-@lru_cache(maxsize=2)
-def _load_offline(name: str, folder: str) -> tuple[pd.DataFrame, np.ndarray]:
+@lru_cache(maxsize=4)
+def _load_folder(folder: str, card_inode: int, card_mtime: int) -> tuple[pd.DataFrame, np.ndarray]:
     path = Path(folder)
-    frame = pd.read_json(path / "table.json", orient="records", dtype=False)
-    images = np.load(path / "images.npy", mmap_mode="r")
+    frame = pd.read_json(path / TABLE_NAME, orient="records", dtype=False)
+    images = np.load(path / IMAGES_NAME, mmap_mode="r")
+    if len(frame) != images.shape[0]:
+        raise ArtifactError(path, f"{TABLE_NAME} has {len(frame)} rows but {IMAGES_NAME} "
+                            f"{images.shape[0]} (damaged)")
     return frame, images
 
 
 def _offline(name: str) -> tuple[pd.DataFrame, np.ndarray]:
-    preparers = {"catalog": prepare_catalog, "source": prepare_source_corpus}
-    folder = preparers[name]()
-    frame, images = _load_offline(name, str(folder))
+    """A data set, rendered on first use; a damaged one is refused with the repair command."""
+    folder = data_dir(name)
+    if not (folder / CARD_NAME).exists() and not folder.exists():
+        (write_catalog if name == "catalog" else write_source_corpus)(folder)
+    read_card(folder, command=REPAIR_COMMAND)  # sizes always, sha256 once per process
+    stat = (folder / CARD_NAME).stat()
+    try:
+        frame, images = _load_folder(str(folder), stat.st_ino, stat.st_mtime_ns)
+    except (ValueError, OSError) as error:  # a legacy folder whose files do not parse
+        raise ArtifactError(folder, f"the files do not load ({error.__class__.__name__})") from None
     return frame.copy(), images
 
 
@@ -90,6 +147,10 @@ def load_catalog(profile: str | None = None) -> pd.DataFrame:
     Returns:
         DataFrame with columns sku_id, title, product_type, category, colour, price,
         description, split, emoji. Row i matches ``load_photos()[i]``.
+
+    Raises:
+        ecmm.artifacts.ArtifactError: the cached catalog is damaged (the message names the
+            folder and ``ecmm prepare --repair``).
     """
     settings = get_settings(profile)
     if settings.profile == "hub":
@@ -104,6 +165,9 @@ def load_photos(profile: str | None = None) -> np.ndarray:
 
     Returns:
         uint8 array (num_skus, photos_per_sku, 128, 128, 3) (read-only, memory-mapped offline).
+
+    Raises:
+        ecmm.artifacts.ArtifactError: the cached photos are damaged.
     """
     settings = get_settings(profile)
     if settings.profile == "hub":
@@ -123,9 +187,14 @@ def load_source_corpus() -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def data_summary() -> dict:
-    """Counts of what is prepared, for ``ecmm info`` (reads cards only; builds nothing)."""
+    """The card of each prepared data set (None when not built or unreadable); builds nothing.
+
+    Sizes are checked, contents are not hashed (cheap, for ``ecmm info``).
+    """
     summary = {}
-    for name in ("catalog", "source"):
-        card_path = data_dir(name) / "card.json"
-        summary[name] = json.loads(card_path.read_text()) if card_path.is_file() else None
+    for name in DATA_VERSIONS:
+        try:
+            summary[name] = read_card(data_dir(name), verify=False)
+        except ArtifactError:
+            summary[name] = None
     return summary
