@@ -56,30 +56,43 @@ def _quiet_exporters() -> Iterator[None]:
                 transformers_logging.set_verbosity(verbosity)
 
 
-def _without(model: nn.Module, names: Sequence[str]) -> nn.Module:
-    """A shallow view of ``model`` (sharing its parameters) without the named child modules.
+def _without(model: nn.Module, paths: Sequence[str]) -> nn.Module:
+    """A shallow view of ``model`` (sharing its parameters) without the named children.
 
-    Exported files and size measurements then hold only one tower's weights.
+    ``paths`` name child modules or parameters, dotted for nested ones (``"model.visual"``);
+    names the model does not have are skipped. Exported files and size measurements then hold
+    only one tower's weights.
     """
-    if not any(name in model._modules for name in names):
+    own = [path for path in paths if "." not in path and (path in model._modules or path in model._parameters)]
+    nested: dict[str, list[str]] = {}
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if rest and isinstance(model._modules.get(head), nn.Module):
+            nested.setdefault(head, []).append(rest)
+    if not own and not nested:
         return model
     import copy
 
     view = copy.copy(model)
-    view._modules = {key: value for key, value in model._modules.items() if key not in names}
+    view._modules = {key: (_without(value, nested[key]) if key in nested else value)
+                     for key, value in model._modules.items() if key not in own}
+    view._parameters = {key: value for key, value in model._parameters.items() if key not in own}
     return view
 
 
-TEXT_PARTS = ("text_encoder", "text_projection")  # children of the offline ClipModel used only by encode_text
-IMAGE_PARTS = ("backbone", "image_projection")  # ... and only by encode_image
+# Parts used only by encode_text / encode_image, for the offline ClipModel and the open_clip adapter.
+TEXT_PARTS = ("text_encoder", "text_projection", "model.token_embedding", "model.positional_embedding",
+              "model.transformer", "model.ln_final", "model.text_projection", "model.text")
+IMAGE_PARTS = ("backbone", "image_projection", "model.visual")
+OFFLINE_TOKEN_NAMES = ("input_ids", "attention_mask")  # token tensors of a tokenizer that returns a dict
 
 
 class ImageTower(nn.Module):
     """The image encoder of a CLIP model as a module: normalised embeddings.
 
     Args:
-        model: anything with ``encode_image(images) -> (B, E)``; the text parts of the offline
-            ClipModel (``text_encoder``, ``text_projection``) are left out of the tower.
+        model: anything with ``encode_image(images) -> (B, E)``; the text parts (:data:`TEXT_PARTS`)
+            are left out of the tower.
 
     Shapes:
         images ``(B, 3, S, S)`` preprocessed float -> ``(B, E)`` L2-normalised.
@@ -94,22 +107,43 @@ class ImageTower(nn.Module):
 
 
 class TextTower(nn.Module):
-    """The text encoder of the offline CLIP model as a module taking token tensors.
+    """The text encoder of a CLIP model as a module taking token tensors.
+
+    A tokenizer that returns a dict (the offline model: ``input_ids``, ``attention_mask``) gives one
+    input per key; one that returns a tensor (open_clip: ``(B, context_length)`` ids) gives one
+    input. :attr:`input_names` lists them and :meth:`example_inputs` tokenises texts into them.
 
     Args:
-        model: anything with ``encode_text({"input_ids", "attention_mask"}) -> (B, E)``; the image
-            parts of the offline ClipModel (``backbone``, ``image_projection``) are left out.
+        model: anything with ``encode_text(tokens) -> (B, E)`` and a ``tokenizer`` (without one,
+            tokens are the offline ``input_ids``, ``attention_mask``); the image parts
+            (:data:`IMAGE_PARTS`) are left out of the tower.
 
     Shapes:
-        input_ids, attention_mask ``(B, L)`` int64 -> ``(B, E)`` L2-normalised.
+        each input ``(B, L)`` int64 -> ``(B, E)`` L2-normalised.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = _without(model, IMAGE_PARTS)
+        self.tokenizer = getattr(model, "tokenizer", None)
+        sample = self.tokenizer(["a"]) if self.tokenizer is not None else dict.fromkeys(OFFLINE_TOKEN_NAMES)
+        self.input_names: tuple[str, ...] = tuple(sample) if isinstance(sample, Mapping) else ("tokens",)
+        self.named_tokens = isinstance(sample, Mapping)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text({"input_ids": input_ids, "attention_mask": attention_mask})
+    def example_inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, ...]:
+        """Tokenise ``texts`` into the tower's inputs (in :attr:`input_names` order)."""
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer: build the token tensors yourself")
+        tokens = self.tokenizer(list(texts))
+        return tuple(tokens[name] for name in self.input_names) if self.named_tokens else (tokens,)
+
+    def forward(self, *tokens: torch.Tensor) -> torch.Tensor:
+        if len(tokens) != len(self.input_names):
+            raise ValueError(f"pass {len(self.input_names)} token tensors ({', '.join(self.input_names)}); "
+                             f"got {len(tokens)}")
+        if self.named_tokens:
+            return self.model.encode_text(dict(zip(self.input_names, tokens)))
+        return self.model.encode_text(tokens[0])
 
 
 def _as_tuple(example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:

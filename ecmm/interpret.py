@@ -1,8 +1,11 @@
 """Why did the model say that? Heat maps, word attributions and nearest training examples.
 
-- :func:`grad_cam`: Grad-CAM (Selvaraju et al., 2017) for any CNN: the feature maps ``A`` of a
-  target layer weighted by the spatial mean of ``∂score/∂A``, summed over channels, ReLU,
-  upsampled to the input size. Generic over the module, the layer and the score.
+- :func:`grad_cam`: Grad-CAM (Selvaraju et al., 2017): the feature maps ``A`` of a target layer
+  weighted by the spatial mean of ``∂score/∂A``, summed over channels, ReLU, upsampled to the
+  input size. Generic over the module, the layer and the score; a ViT block's tokens
+  ``(B, T, D)`` are read as a map too (patch tokens laid back on their grid).
+- :func:`clip_grad_cam`: Grad-CAM of "this image matches this query" for any CLIP-like model,
+  taken at one of ``model.image_blocks()``.
 - :func:`occlusion_map`: the model-agnostic cross-check: grey out one patch at a time and record
   how much the score drops.
 - :class:`QuerySimilarity`: the score "cosine similarity between this image and a search query",
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,7 +31,7 @@ from torch import nn
 from ecmm.device import get_device
 
 __all__ = [
-    "QuerySimilarity", "grad_cam", "occlusion_map", "leave_one_out_attributions",
+    "QuerySimilarity", "grad_cam", "clip_grad_cam", "tokens_to_map", "occlusion_map", "leave_one_out_attributions",
     "nearest_examples", "foreground_mask", "heat_inside_fraction",
 ]
 
@@ -71,6 +75,29 @@ def _scores(outputs: torch.Tensor, targets: torch.Tensor | Sequence[int] | None)
     return outputs.gather(1, targets[:, None]).squeeze(1)
 
 
+def tokens_to_map(tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Lay a ViT block's patch tokens back on their square grid.
+
+    Leading tokens that do not fit the grid (the class token, register tokens) are dropped: with
+    ``T`` tokens the grid side is ``h`` for the smallest ``p >= 0`` such that ``T - p = h²``.
+    A sequence-first output ``(T, B, D)`` is recognised by ``batch_size``.
+
+    Shapes:
+        tokens: ``(B, T, D)`` or ``(T, B, D)`` -> ``(B, D, h, h)``.
+    """
+    if tokens.ndim != 3:
+        raise ValueError(f"tokens must be (B, T, D); got {tuple(tokens.shape)}")
+    if tokens.shape[0] != batch_size and tokens.shape[1] == batch_size:
+        tokens = tokens.transpose(0, 1)  # (T, B, D) -> (B, T, D)
+    count = tokens.shape[1]
+    for prefix in range(count):
+        side = math.isqrt(count - prefix)
+        if side * side == count - prefix:
+            break
+    grid = tokens[:, prefix:]  # (B, h*h, D)
+    return grid.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+
+
 def grad_cam(
     model: nn.Module,
     target_layer: nn.Module,
@@ -84,7 +111,9 @@ def grad_cam(
         model: maps preprocessed images to scores ``(B,)`` (e.g. :class:`QuerySimilarity`) or
             logits ``(B, K)``.
         target_layer: a submodule of ``model`` whose output is a feature map ``(B, C, h, w)``
-            (for the kit's CNN: ``backbone.blocks[-1]``, the last residual block).
+            (for the kit's CNN: ``backbone.blocks[-1]``) or a ViT block's tokens ``(B, T, D)``
+            (read with :func:`tokens_to_map`; with a class-token ViT take a block before the last:
+            the last block's patch tokens do not reach the class token).
         images: ``(B, 3, S, S)`` preprocessed images.
         targets: for logits, the class to explain per image; None explains the top class.
         device: where to run; None picks the best available.
@@ -99,8 +128,9 @@ def grad_cam(
     captured: dict[str, torch.Tensor] = {}
 
     def keep_output(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        if not torch.is_tensor(output) or output.ndim != 4:
-            raise ValueError("target_layer must output a feature map (B, C, h, w): pick a conv block")
+        if not torch.is_tensor(output) or output.ndim not in (3, 4):
+            raise ValueError("target_layer must output a feature map (B, C, h, w) or tokens (B, T, D): "
+                             "pick a conv block or a transformer block")
         output.retain_grad()
         captured["maps"] = output
 
@@ -113,16 +143,43 @@ def grad_cam(
             scores = _scores(model(inputs), targets)  # (B,)
             if "maps" not in captured:
                 raise ValueError("target_layer was not used by the model's forward pass: pass one of its submodules")
-            gradients = torch.autograd.grad(scores.sum(), captured["maps"])[0]  # (B, C, h, w)
+            gradients = torch.autograd.grad(scores.sum(), captured["maps"])[0]  # (B, C, h, w) or (B, T, D)
     finally:
         handle.remove()
         model.train(was_training)
     maps = captured["maps"].detach()
+    if maps.ndim == 3:
+        maps, gradients = tokens_to_map(maps, images.shape[0]), tokens_to_map(gradients, images.shape[0])
     weights = gradients.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1): channel importance
-    cam = F.relu((weights * maps).sum(dim=1, keepdim=True))  # (B, 1, h, w)
+    cam = F.relu((weights * maps).sum(dim=1, keepdim=True)).float()  # (B, 1, h, w)
     cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]
     return (cam / peak).clamp(0, 1).cpu()
+
+
+def clip_grad_cam(model: nn.Module, images: torch.Tensor, query_embeddings: torch.Tensor, block: int = -2,
+                  device: str | torch.device | None = None) -> torch.Tensor:
+    """Where does a CLIP-like model see the query? Grad-CAM of the image-query cosine similarity.
+
+    Args:
+        model: any :class:`~ecmm.models.clip.ClipLike` (offline CNN or open_clip ViT / ResNet).
+        images: ``(B, 3, S, S)`` images preprocessed with ``model.preprocess``.
+        query_embeddings: ``(E,)`` one query for all images or ``(B, E)`` one per image.
+        block: which of ``model.image_blocks()`` to read (default the one before the last, which
+            a class-token ViT needs; for the kit's CNN it is a 4 x 4 map at 32 px).
+        device: where to run; None picks the best available.
+
+    Returns:
+        ``(B, S, S)`` maps in [0, 1] on CPU.
+    """
+    blocks = model.image_blocks()
+    if not -len(blocks) <= block < len(blocks):
+        raise ValueError(f"block must index one of the model's {len(blocks)} image blocks; got {block}")
+    device = get_device(device)
+    scorer = QuerySimilarity(model.encode_image, torch.as_tensor(query_embeddings).to(device))
+    scorer.add_module("model", model)  # so that grad_cam moves the model and sets its mode
+    scorer.train(model.training)  # grad_cam restores this mode afterwards
+    return grad_cam(scorer, blocks[block], images, device=device)
 
 
 @torch.no_grad()

@@ -41,3 +41,40 @@ def tiny_clip(text_encoder):
     model = ClipModel(EcmmCNN(CNNConfig(image_size=16, stem_width=4, widths=(8, 16))), text_encoder,
                       ClipConfig(embed_dim=8))
     return model, ImagePreprocess(16, (0.5,) * 3, (0.5,) * 3)
+
+
+TINY_OPEN_CLIP = "ecmm-tiny-vit"  # a custom open_clip architecture registered by the fixture below
+TINY_OPEN_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory):
+    """A small real open_clip ViT (2 layers, width 64, 32 px, 4 x 4 patches; text: 2 layers, width 64,
+    the real 49,408-token BPE vocabulary), randomly initialised with a fixed seed, saved to a local
+    ``.safetensors`` file and loaded back through :func:`ecmm.models.clip.create_clip_model`.
+
+    Returns:
+        ``(model, checkpoint_path)``; tests that change the model should ``copy.deepcopy`` it.
+    """
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from ecmm.models.clip import create_clip_model
+
+    folder = tmp_path_factory.mktemp("tiny_open_clip")
+    config_path = folder / f"{TINY_OPEN_CLIP}.json"
+    config_path.write_text(json.dumps(TINY_OPEN_CLIP_CONFIG))
+    open_clip.add_model_config(config_path)
+    torch.manual_seed(0)
+    reference = open_clip.create_model(TINY_OPEN_CLIP, pretrained=None)
+    checkpoint = folder / "tiny_vit.safetensors"
+    save_file({key: value.contiguous() for key, value in reference.state_dict().items()}, str(checkpoint))
+    model, _, _ = create_clip_model(TINY_OPEN_CLIP, pretrained=str(checkpoint), device="cpu")
+    return model, checkpoint

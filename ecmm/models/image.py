@@ -4,7 +4,7 @@ One factory, :func:`create_image_backbone`, returns ``(backbone, preprocess)`` f
 
 - offline names (``"ecmm-cnn"``): :class:`EcmmCNN`, a ~0.7 M-parameter ResNet-style network at
   32 px whose weights come from the kit's own supervised pretraining on the source-domain icon
-  corpus (see :mod:`ecmm.pretraining.backbone`; built and cached on first use).
+  corpus (built by ``ecmm prepare``; this module only loads them).
 - any other name (``"resnet18"``, ``"convnext_tiny"``, ...): ``timm.create_model(name,
   pretrained=..., num_classes=0)`` with preprocessing from timm's data config.
 
@@ -15,8 +15,6 @@ last block" is ``backbone.set_trainable(last_blocks=1)``) and ``freeze()`` / ``u
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ecmm.artifacts import CARD_NAME, ArtifactError, assets_home, file_sha256, read_card
 from ecmm.device import get_device
 
 OFFLINE_BACKBONES: tuple[str, ...] = ("ecmm-cnn",)
@@ -280,41 +279,39 @@ def _timm_stages(model: nn.Module) -> list[nn.Module]:
     return [child for child in model.children() if any(True for _ in child.parameters())]
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def pretrained_backbone_dir() -> Path:
+    """``ECMM_HOME/assets/backbone``: the kit's pretrained CNN (built by ``ecmm prepare``)."""
+    return assets_home() / "backbone"
 
 
 def load_backbone_checkpoint(directory: str | Path) -> tuple[EcmmCNN, dict]:
     """Load an :class:`EcmmCNN` from ``model.safetensors`` + ``card.json`` in ``directory``.
 
-    The file's sha256 must match the card; a mismatch raises ``ValueError``.
+    The files are checked against the card (:func:`ecmm.artifacts.read_card`; an older card's own
+    ``sha256`` is checked here). The card's ``architecture`` gives the CNN's :class:`CNNConfig`.
 
     Args:
         directory: folder holding ``model.safetensors`` and ``card.json``.
 
     Returns:
         (backbone in eval mode on CPU, card dict).
+
+    Raises:
+        FileNotFoundError: no checkpoint in the folder; ValueError: a checksum mismatch.
     """
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    weights, card_path = directory / "model.safetensors", directory / "card.json"
-    if not weights.exists() or not card_path.exists():
-        raise FileNotFoundError(
-            f"No backbone checkpoint in {directory.name!r}: run `ecmm prepare` or "
-            "`python data_scripts/pretrain_backbone.py` to build it."
-        )
-    card = json.loads(card_path.read_text())
-    if file_sha256(weights) != card.get("sha256"):
-        raise ValueError(
-            f"Checksum mismatch for {weights.name}: the file is corrupted or was changed; "
-            "rebuild it with `python data_scripts/pretrain_backbone.py --force`."
-        )
+    weights = directory / "model.safetensors"
+    if not weights.exists() or not (directory / CARD_NAME).exists():
+        raise FileNotFoundError(f"No backbone checkpoint in {directory}: run `ecmm prepare` to build it.")
+    try:
+        card = read_card(directory)
+    except ArtifactError as error:
+        raise ValueError(f"Checksum or size mismatch: {error}") from None
+    if card.get("legacy") and file_sha256(weights) != card.get("sha256"):
+        raise ValueError(f"Checksum mismatch for {weights}: the file is corrupted or was changed; "
+                         "run `ecmm prepare --repair` to rebuild it.")
     architecture = dict(card["architecture"])
     for key in ("widths", "mean", "std"):
         architecture[key] = tuple(architecture[key])
@@ -334,8 +331,9 @@ def create_image_backbone(
     Args:
         name: ``"ecmm-cnn"`` (offline; the kit's CNN) or a timm model name such as
             ``"resnet18"`` or ``"convnext_tiny"`` (hub profile).
-        pretrained: load pretrained weights. Offline this builds (first use, ~3 minutes on CPU)
-            and caches the kit's checkpoint; for timm names it downloads hub weights.
+        pretrained: load pretrained weights. Offline they are read from
+            ``ECMM_HOME/assets/backbone`` (built by ``ecmm prepare``; missing raises
+            :class:`~ecmm.artifacts.ArtifactError`); for timm names hub weights are downloaded.
         device: where to put the model; None picks the best available.
         checkpoint_path: load weights from a local file instead: for ``"ecmm-cnn"`` a folder
             with ``model.safetensors`` + ``card.json``; for timm names a hub-format weights
@@ -350,9 +348,10 @@ def create_image_backbone(
         if checkpoint_path is not None:
             backbone, _ = load_backbone_checkpoint(checkpoint_path)
         elif pretrained:
-            from ecmm import assets
-
-            backbone, _ = load_backbone_checkpoint(assets.ensure_asset("backbone"))
+            folder = pretrained_backbone_dir()
+            if not (folder / CARD_NAME).is_file():
+                raise ArtifactError(folder, "not built", command="ecmm prepare")
+            backbone, _ = load_backbone_checkpoint(folder)
         else:
             backbone = EcmmCNN(CNNConfig())
         config = backbone.config

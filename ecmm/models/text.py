@@ -7,26 +7,22 @@ corrupted or substituted file is refused. In the hub profile any hub name works 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from ecmm.artifacts import file_sha256
 from ecmm.device import get_device
 
 OFFLINE_TEXT_MODEL = "all-MiniLM-L6-v2"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
-def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file (:func:`ecmm.artifacts.file_sha256`)."""
+    return file_sha256(path)
 
 
 def verify_sha256(path: str | Path, expected: str) -> None:
