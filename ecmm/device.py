@@ -20,9 +20,10 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     Returns:
         A torch.device that exists on this machine.
     """
+    from_environment = device is None and bool(os.environ.get("ECMM_DEVICE"))
     choice = device if device is not None else os.environ.get("ECMM_DEVICE") or None
     if choice is not None:
-        resolved = torch.device(choice)
+        resolved = parse_device(choice, "ECMM_DEVICE" if from_environment else "device")
         if resolved.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"Device {choice!r} was asked for, but CUDA is not available: use 'cpu'.")
         if resolved.type == "mps" and not torch.backends.mps.is_available():
@@ -33,6 +34,28 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # the device types the kit runs on
+
+
+def parse_device(choice: str | torch.device, source: str = "device") -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` (or a torch.device) -> torch.device.
+
+    Raises:
+        ValueError: one line naming the allowed values, for anything else (e.g. ``"tpu"``).
+    """
+    if isinstance(choice, torch.device):
+        resolved = choice
+    else:
+        try:
+            resolved = torch.device(str(choice).strip().lower())
+        except (RuntimeError, ValueError, TypeError):
+            resolved = None
+    if resolved is None or resolved.type not in DEVICE_TYPES:
+        raise ValueError(f"{source} {str(choice)!r} is not a device this kit runs on: use one of cpu, cuda, "
+                         "cuda:N or mps")
+    return resolved
 
 
 def seed_everything(seed: int) -> None:

@@ -16,55 +16,77 @@ Endpoints::
 
     GET  /                       HTML page: a search box and result thumbnails (honours /?q=...)
     GET  /search?q=TEXT&k=N      JSON list like `ecmm search --json`
-    POST /search?k=N             multipart upload "image": search by photo
+    POST /search?k=N             multipart upload "image" (or a raw image body): search by photo
     GET  /recommend?user=ID&k=N  JSON list like `ecmm recommend --json`
     POST /support                JSON {"message", optional "image" (base64)} or a multipart form
                                  with "message" and an optional "image" file
     GET  /photo/{sku_id}         PNG thumbnail
-    GET  /health                 {"status": "ok", "loaded": [...]}
+    GET  /health                 {"status": "ok" | "not ready", "loaded": [...], "not_ready": {...}}
 
-Bad input gets a 4xx with a JSON ``detail``: 400 (empty or over-long text, unreadable image),
-404 (unknown SKU or user), 413 (upload too large), 415 (wrong content type), 422 (k out of range).
+Input is checked by :mod:`ecmm.validation` with the limits of :data:`ecmm.app.LIMITS`, exactly as
+the ``ecmm`` command checks it. Request bodies are read by the app itself, chunk by chunk, and
+refused with 413 as soon as they pass ``LIMITS.request_bytes`` (chunked or not). Errors are JSON
+``{"detail": "..."}``: 4xx when the request is at fault (400 bad text or image, 404 unknown user or
+SKU, 413 too large, 415 wrong format, 422 k out of range), 503 when the server is (a cached model
+missing or damaged: the message names ``ecmm prepare --repair``), and never a bare 500. The
+interactive API docs (``/docs``) are turned off: they would load their scripts from a CDN.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
+import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-__all__ = ["ServingLimits", "Backends", "create_app", "default_backends", "PAGE_HTML"]
+from ecmm.app import LIMITS, Limits
+from ecmm.artifacts import REPAIR_COMMAND, ArtifactError
+from ecmm.serving_page import PAGE_HTML, PAGE_SCRIPT, PAGE_STYLE
+from ecmm.validation import (InputError, check_base64_image, check_image_bytes, check_k, check_message,
+                             check_query, check_user_id, image_format_names)
+
+__all__ = ["Backends", "BackendError", "create_app", "default_backends", "PAGE_HTML", "SECURITY_HEADERS"]
+
+LOGGER = logging.getLogger("ecmm.serving")
 
 
-@dataclass(frozen=True)
-class ServingLimits:
-    """Request limits of the app."""
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
-    max_query_characters: int = 200  # longer text queries are refused (as in ecmm search)
-    max_message_characters: int = 1_000  # longer support messages are refused
-    max_upload_bytes: int = 2_000_000  # larger image uploads get 413
-    max_image_side: int = 4_096  # larger images (in pixels) are refused
-    max_k: int = 100  # largest number of results
 
-    def __post_init__(self) -> None:
-        if min(self.max_query_characters, self.max_message_characters, self.max_upload_bytes, self.max_k) < 1:
-            raise ValueError("every limit must be a positive number")
+SECURITY_HEADERS = {  # sent with every response
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (f"default-src 'none'; script-src {_csp_hash(PAGE_SCRIPT)}; "
+                                f"style-src {_csp_hash(PAGE_STYLE)}; img-src 'self'; connect-src 'self'; "
+                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+}
+
+
+class BackendError(RuntimeError):
+    """A backend could not be loaded: the server's fault (503)."""
 
 
 class _Lazy:
-    """A value built by ``factory()`` on first use, once, thread-safely."""
+    """A value built by ``factory()`` on first use, once, thread-safely; a failed build is retried."""
 
     def __init__(self, name: str, factory: Callable[[], Any] | None) -> None:
         self.name, self.factory = name, factory
         self._value: Any = None
         self._built = False
         self._lock = threading.Lock()
+        self.error: str | None = None  # why the last build failed
 
     @property
     def loaded(self) -> bool:
@@ -75,20 +97,30 @@ class _Lazy:
             with self._lock:
                 if not self._built:
                     if self.factory is None:
-                        raise LookupError(f"this server has no {self.name} backend")
-                    self._value = self.factory()
-                    self._built = True
+                        raise BackendError(f"this server has no {self.name} backend")
+                    try:
+                        self._value = self.factory()
+                    except ArtifactError as error:
+                        self.error = str(error)
+                        raise
+                    except Exception as error:
+                        LOGGER.exception("loading the %s backend failed", self.name)
+                        self.error = (f"the {self.name} backend failed to load ({error.__class__.__name__}: "
+                                      f"{str(error)[:300]}); run `{REPAIR_COMMAND}`")
+                        raise BackendError(self.error) from error
+                    self._built, self.error = True, None
         return self._value
 
 
 @dataclass
 class Backends:
-    """Zero-argument factories of the four backends (None = endpoint answers 503)."""
+    """Zero-argument factories of the four backends (None = the endpoint answers 503)."""
 
     search: Callable[[], Any] | None = None  # -> object with search_text / search_image
     recommend: Callable[[], Callable[[str, int], list]] | None = None  # -> (user_id, k) -> records
     support: Callable[[], Callable[[str, Any], dict]] | None = None  # -> (message, image) -> dict
     photo: Callable[[], Callable[[str], np.ndarray]] | None = None  # -> sku_id -> uint8 (H, W, 3)
+    health: Callable[[], dict[str, str]] | None = None  # -> {artefact: "ok" | "not built" | problem}
     lazy: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,22 +136,6 @@ def _records(results: Any) -> list[dict]:
     return [dict(row) for row in results]
 
 
-def _decode_image(payload: bytes, limits: ServingLimits) -> np.ndarray:
-    """Bytes of a PNG/JPEG upload -> uint8 ``(H, W, 3)``; ValueError if unreadable or too big."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not payload:
-        raise ValueError("the uploaded image is empty: attach a PNG or JPEG file")
-    try:
-        with Image.open(io.BytesIO(payload)) as image:
-            if max(image.size) > limits.max_image_side:
-                raise ValueError(f"the image is {image.size[0]}x{image.size[1]} pixels; "
-                                 f"keep each side under {limits.max_image_side}")
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError):
-        raise ValueError("the upload is not a readable PNG or JPEG image") from None
-
-
 def _png(image: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -128,195 +144,266 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def create_app(backends: Backends | None = None, limits: ServingLimits = ServingLimits()) -> FastAPI:
+def _message(error: BaseException) -> str:
+    """The text of a ValueError or KeyError (KeyError's str() adds quotes; args[0] has none)."""
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error)
+
+
+class SecurityHeaders:
+    """ASGI middleware that adds :data:`SECURITY_HEADERS` to every HTTP response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.headers = [(key.lower().encode(), value.encode()) for key, value in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + self.headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read chunk by chunk; 413 as soon as it passes ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
+    body is refused at the first chunk that passes it, so the rest is never read.
+    """
+    too_large = InputError(f"the request is larger than {limit} bytes; send at most {limit} "
+                           f"(an image of at most {LIMITS.image_bytes} bytes)", status=413)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise InputError("the Content-Length header is not a number")
+        if int(declared) > limit:
+            raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_form(request: Request, body: bytes) -> Any:
+    """Parse a multipart form from an already read (and capped) body."""
+    from starlette.formparsers import MultiPartException
+
+    delivered = False
+
+    async def receive() -> dict:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        return await Request(request.scope, receive).form(max_files=2, max_fields=8)
+    except (MultiPartException, ValueError, KeyError) as error:
+        raise InputError(f"the multipart form is malformed ({_message(error)[:120]})") from None
+
+
+async def read_upload(upload: Any, limits: Limits) -> np.ndarray:
+    """An uploaded file (from a form) -> uint8 ``(H, W, 3)``, checked like every image."""
+    if upload is None or isinstance(upload, str):
+        raise InputError(f'attach the photo as a file field named "image" ({image_format_names(limits)})')
+    content_type = (getattr(upload, "content_type", None) or "").lower()
+    if content_type and not content_type.startswith("image/") and content_type != "application/octet-stream":
+        raise InputError(f"upload an image ({image_format_names(limits)}), not {content_type}", status=415)
+    payload = await upload.read(limits.image_bytes + 1)
+    return await run_in_threadpool(check_image_bytes, payload, limits)
+
+
+def _error(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, error: InputError) -> JSONResponse:
+        return _error(error.status, str(error))
+
+    @app.exception_handler(ArtifactError)
+    async def artifact_error(request: Request, error: ArtifactError) -> JSONResponse:
+        LOGGER.error("cache fault: %s", error)
+        return _error(503, str(error))
+
+    @app.exception_handler(BackendError)
+    async def backend_error(request: Request, error: BackendError) -> JSONResponse:
+        return _error(503, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in item.get('loc', ())[1:]) or 'request'}: {item.get('msg', 'invalid')}"
+                 for item in error.errors()]
+        return _error(422, "; ".join(parts) or "the request is invalid")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        LOGGER.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+        return _error(500, f"the server failed on this request ({error.__class__.__name__}); it is logged. "
+                           f"Try again; if it persists, run `ecmm prepare --check`", SECURITY_HEADERS)
+
+
+def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> FastAPI:
     """Build the FastAPI app.
 
     Args:
         backends: factories of the models; None uses :func:`default_backends` (the offline shop).
-        limits: request limits.
+        limits: input limits (the command line's, :data:`ecmm.app.LIMITS`, by default).
 
     Returns:
         A ``fastapi.FastAPI`` app; serve it with uvicorn or call it with ``fastapi.testclient.TestClient``.
     """
     backends = backends if backends is not None else default_backends()
-    app = FastAPI(title="ecmm shop", description="Search, recommendations and customer service of the ecmm shop.")
+    app = FastAPI(title="ecmm shop", docs_url=None, redoc_url=None,
+                  description="Search, recommendations and customer service of the ecmm shop. The interactive "
+                              "docs are off (they load scripts from a CDN); the schema is at /openapi.json.")
     app.state.backends, app.state.limits = backends, limits
+    app.add_middleware(SecurityHeaders)
+    _install_error_handlers(app)
 
     def backend(name: str) -> Any:
-        try:
-            return backends.lazy[name].get()
-        except LookupError as error:
-            raise HTTPException(status_code=503, detail=str(error)) from None
-
-    def check_text(text: str | None, what: str, limit: int) -> str:
-        text = (text or "").strip()
-        if not text:
-            raise HTTPException(status_code=400, detail=f"the {what} is empty: type what you are looking for")
-        if len(text) > limit:
-            raise HTTPException(status_code=400, detail=f"the {what} has {len(text)} characters; keep it under {limit}")
-        return text
-
-    def read_upload(upload: Any) -> np.ndarray:
-        content_type = (getattr(upload, "content_type", None) or "").lower()
-        if content_type and not content_type.startswith("image/") and content_type != "application/octet-stream":
-            raise HTTPException(status_code=415, detail=f"upload an image (PNG or JPEG), not {content_type}")
-        payload = upload.file.read(limits.max_upload_bytes + 1)
-        if len(payload) > limits.max_upload_bytes:
-            raise HTTPException(status_code=413, detail=f"the image is larger than {limits.max_upload_bytes} bytes; "
-                                                        "send a smaller photo")
-        try:
-            return _decode_image(payload, limits)
-        except ValueError as error:
-            raise HTTPException(status_code=400, detail=str(error)) from None
-
-    def decode_base64_image(encoded: Any) -> np.ndarray:
-        import base64
-        import binascii
-
-        if not isinstance(encoded, str):
-            raise HTTPException(status_code=400, detail="image must be a base64 string of a PNG or JPEG file")
-        if len(encoded) > limits.max_upload_bytes * 4 // 3 + 4:
-            raise HTTPException(status_code=413, detail=f"the image is larger than {limits.max_upload_bytes} bytes; "
-                                                        "send a smaller photo")
-        try:
-            payload = base64.b64decode(encoded, validate=True)
-            return _decode_image(payload, limits)
-        except (ValueError, binascii.Error) as error:
-            raise HTTPException(status_code=400, detail=f"image: {error}") from None
-
-    k_query = Query(10, ge=1, le=limits.max_k, description="number of results")
+        return backends.lazy[name].get()
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return PAGE_HTML
 
     @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "loaded": [name for name, lazy in backends.lazy.items() if lazy.loaded]}
+    def health() -> JSONResponse:
+        cache = dict(backends.health()) if backends.health is not None else {}
+        not_ready = {name: status for name, status in cache.items() if status not in ("ok", "outdated", "not built")}
+        not_ready.update({name: lazy.error for name, lazy in backends.lazy.items() if lazy.error})
+        body = {"status": "not ready" if not_ready else "ok",
+                "loaded": [name for name, lazy in backends.lazy.items() if lazy.loaded]}
+        if cache:
+            body["cache"] = cache
+        if not_ready:
+            body["not_ready"], body["repair"] = not_ready, REPAIR_COMMAND
+        return JSONResponse(body, status_code=503 if not_ready else 200)
 
     @app.get("/search")
-    def search_text(q: str | None = Query(None, description="text query"), k: int = k_query) -> list[dict]:
-        query = check_text(q, "query", limits.max_query_characters)
+    def search_text(q: str | None = Query(None, description="text query"),
+                    k: int = Query(10, description=f"number of results, 1..{limits.search_k}")) -> list[dict]:
+        query, k = check_query(q, limits), check_k(k, limits.search_k)
         try:
             return _records(backend("search").search_text(query, k))
         except ValueError as error:
-            raise HTTPException(status_code=400, detail=str(error)) from None
+            raise InputError(_message(error)) from None
 
     @app.post("/search")
-    def search_image(image: UploadFile, k: int = k_query) -> list[dict]:
-        pixels = read_upload(image)
+    async def search_image(request: Request,
+                           k: int = Query(10, description=f"number of results, 1..{limits.search_k}")) -> list[dict]:
+        k = check_k(k, limits.search_k)
+        content_type = request.headers.get("content-type", "").lower()
+        body = await read_body(request, limits.request_bytes)
+        if content_type.startswith("multipart/form-data"):
+            form = await read_form(request, body)
+            try:
+                pixels = await read_upload(form.get("image"), limits)
+            finally:
+                await form.close()
+        elif content_type.startswith("image/") or content_type.startswith("application/octet-stream"):
+            pixels = await run_in_threadpool(check_image_bytes, body, limits)
+        else:
+            raise InputError(f'send a multipart form with a file field "image" ({image_format_names(limits)})',
+                             status=415)
         try:
-            return _records(backend("search").search_image(pixels, k))
+            return _records(await run_in_threadpool(backend("search").search_image, pixels, k))
         except ValueError as error:
-            raise HTTPException(status_code=400, detail=str(error)) from None
+            raise InputError(_message(error)) from None
 
     @app.get("/recommend")
-    def recommend(user: str | None = Query(None, description="user id, e.g. u00042"), k: int = k_query) -> list[dict]:
-        user_id = check_text(user, "user id", 64)
+    def recommend(user: str | None = Query(None, description="user id, e.g. u00042"),
+                  k: int = Query(10, description=f"number of products, 1..{limits.recommend_k}")) -> list[dict]:
+        user_id, k = check_user_id(user, limits), check_k(k, limits.recommend_k)
         try:
             return [dict(row) for row in backend("recommend")(user_id, k)]
         except (KeyError, ValueError) as error:
-            raise HTTPException(status_code=404, detail=str(error).strip("'\"")) from None
+            raise InputError(_message(error), status=404) from None
 
     @app.post("/support")
     async def support(request: Request) -> dict:
         content_type = request.headers.get("content-type", "").lower()
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > limits.max_upload_bytes + 100_000:
-            raise HTTPException(status_code=413, detail=f"the request is larger than {limits.max_upload_bytes} bytes")
+        if not content_type.startswith(("application/json", "multipart/form-data")):
+            raise InputError('send JSON {"message": ...} or a multipart form with a message field and an '
+                             "optional image file", status=415)
+        body = await read_body(request, limits.request_bytes)
         image = None
         if content_type.startswith("application/json"):
             try:
-                body = await request.json()
-            except ValueError:
-                raise HTTPException(status_code=400, detail="the body is not valid JSON: send {\"message\": \"...\"}") from None
-            if not isinstance(body, dict):
-                raise HTTPException(status_code=400, detail="send a JSON object: {\"message\": \"...\"}")
-            message = body.get("message")
-            if body.get("image") is not None:  # optional base64-encoded PNG/JPEG
-                image = decode_base64_image(body["image"])
-        elif content_type.startswith("multipart/form-data"):
-            form = await request.form()
-            message = form.get("message")
-            upload = form.get("image")
-            if upload is not None and not isinstance(upload, str):
-                image = await run_in_threadpool(read_upload, upload)
+                payload = json.loads(body)
+            except (ValueError, RecursionError):
+                raise InputError('the body is not valid JSON: send {"message": "..."}') from None
+            if not isinstance(payload, dict):
+                raise InputError('send a JSON object: {"message": "..."}')
+            message = payload.get("message")
+            if payload.get("image") is not None:  # optional base64-encoded photo
+                image = await run_in_threadpool(check_base64_image, payload["image"], limits)
         else:
-            raise HTTPException(status_code=415, detail="send JSON {\"message\": ...} or a multipart form "
-                                                        "with a message field and an optional image file")
+            form = await read_form(request, body)
+            try:
+                message = form.get("message")
+                if form.get("image") is not None:
+                    image = await read_upload(form.get("image"), limits)
+            finally:
+                await form.close()
         if message is not None and not isinstance(message, str):
-            raise HTTPException(status_code=400, detail="message must be a string")
-        text = check_text(message, "message", limits.max_message_characters)
+            raise InputError("message must be a string")
+        text = check_message(message, limits)
         try:
             return dict(await run_in_threadpool(backend("support"), text, image))
         except ValueError as error:
-            raise HTTPException(status_code=400, detail=str(error)) from None
+            raise InputError(_message(error)) from None
 
     @app.get("/photo/{sku_id}")
     def photo(sku_id: str) -> Response:
         try:
+            if len(sku_id) > limits.sku_id_characters:
+                raise KeyError(sku_id)
             pixels = backend("photo")(sku_id)
-        except (KeyError, ValueError):
-            raise HTTPException(status_code=404, detail=f"unknown SKU {sku_id!r}") from None
+        except (KeyError, ValueError, IndexError):
+            raise InputError(f"unknown SKU {sku_id[:limits.sku_id_characters]!r}", status=404) from None
         return Response(_png(pixels), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     return app
 
 
 def default_backends(device: Any = None) -> Backends:
-    """The offline shop's backends: fine-tuned CLIP search, hybrid recommender, support assistant.
+    """The offline shop's backends (from :mod:`ecmm.app`): search, recommender, support assistant.
 
-    Each is built on the first request that needs it (training and caching it the first time,
-    like the ``ecmm search`` / ``recommend`` / ``support`` commands).
+    Each is loaded on the first request that needs it (built and cached the first time, like the
+    ``ecmm search`` / ``recommend`` / ``support`` commands). ``/health`` looks at the cache's cards.
     """
+    from ecmm import app as wiring
+
     shared: dict[str, Any] = {}
+    lock = threading.Lock()
 
     def search() -> Any:
-        from ecmm.search import load_catalog_search
-
-        if "search" not in shared:
-            shared["search"] = load_catalog_search(device=device, progress=False)
+        with lock:
+            if "search" not in shared:
+                shared["search"] = wiring.load_search(device=device, progress=False)
         return shared["search"]
 
     def recommend() -> Callable[[str, int], list]:
-        from ecmm.cli.recommend import fit_recommender, load_shop
-
-        data = load_shop()  # notebook 06's catalog, simulated log, split and content embeddings
-        model = fit_recommender(data)  # the hybrid two-tower model, as `ecmm recommend` uses
-        cold = set(data.split.cold_items.tolist())
-
-        def top_k(user_id: str, k: int) -> list[dict]:
-            user = data.split.user_index(user_id)  # ValueError for unknown users
-            scores = model.score_users([user])[0]
-            return [{"sku_id": str(data.catalog["sku_id"].iat[i]), "title": str(data.catalog["title"].iat[i]),
-                     "product_type": str(data.catalog["product_type"].iat[i]),
-                     "colour": str(data.catalog["colour"].iat[i]), "category": str(data.catalog["category"].iat[i]),
-                     "score": round(float(scores[i]), 4), "new_product": i in cold}
-                    for i in model.recommend(user=user, k=k)]
-
-        top_k.user_ids = [str(user) for user in data.split.user_ids]  # known users, for examples
-        return top_k
+        recommender = wiring.load_recommender()
+        return recommender.for_user
 
     def support() -> Callable[[str, Any], dict]:
-        from ecmm.cli.support import load_support_classifier
-        from ecmm.data.intents import load_faq
-        from ecmm.service.replies import SupportAssistant
-
-        classifier, threshold = load_support_classifier(device=device)
-
-        def find_product(image: np.ndarray) -> str:
-            best = search().search_image(image, k=1).iloc[0]
-            return f"{best['colour']} {best['product_type']} ({best['sku_id']})"
-
-        assistant = SupportAssistant(classifier, load_faq(), threshold, product_finder=find_product)
-
-        def answer(message: str, image: Any) -> dict:
-            reply = assistant.reply(message, image=image).to_dict()
-            reply.pop("slots", None)
-            reply["confidence"] = round(float(reply["confidence"]), 4)
-            return reply
-
-        return answer
+        assistant = wiring.load_support(device=device, progress=False, search_loader=search)
+        return lambda message, image: wiring.reply_record(assistant.reply(message, image=image))
 
     def photo() -> Callable[[str], np.ndarray]:
         from ecmm.data import load_catalog, load_photos
@@ -325,46 +412,4 @@ def default_backends(device: Any = None) -> Backends:
         rows = {sku: row for row, sku in enumerate(catalog["sku_id"].astype(str))}
         return lambda sku_id: photos[rows[sku_id], 0]
 
-    return Backends(search=search, recommend=recommend, support=support, photo=photo)
-
-
-PAGE_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ecmm shop search</title>
-<style>
- body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}
- form{display:flex;gap:.5rem} input{flex:1;font-size:1.1rem;padding:.4rem}
- #results{display:grid;grid-template-columns:repeat(auto-fill,minmax(8rem,1fr));gap:1rem;margin-top:1rem}
- figure{margin:0;text-align:center;font-size:.8rem} img{width:96px;height:96px;image-rendering:pixelated}
- #status{color:#555;margin-top:.5rem}
-</style></head>
-<body>
-<h1>ecmm shop</h1>
-<form id="search-form"><input id="query" name="q" placeholder="e.g. red backpack" maxlength="200" autofocus>
-<button type="submit">Search</button></form>
-<div id="status"></div><div id="results"></div>
-<script>
-const form = document.getElementById("search-form"), input = document.getElementById("query");
-const results = document.getElementById("results"), statusLine = document.getElementById("status");
-async function runSearch(query) {
-  results.innerHTML = "";
-  if (!query.trim()) { statusLine.textContent = "Type what you are looking for."; return; }
-  statusLine.textContent = "Searching...";
-  const response = await fetch("/search?k=12&q=" + encodeURIComponent(query));
-  const body = await response.json();
-  if (!response.ok) { statusLine.textContent = "Error: " + body.detail; return; }
-  statusLine.textContent = body.length + " results for \\u201c" + query + "\\u201d";
-  for (const item of body) {
-    const figure = document.createElement("figure"), image = document.createElement("img");
-    image.className = "result-image"; image.alt = item.title;
-    image.onload = () => image.setAttribute("data-loaded", "1");
-    image.src = "/photo/" + encodeURIComponent(item.sku_id);
-    const caption = document.createElement("figcaption");
-    caption.textContent = item.title + " (" + Number(item.score).toFixed(2) + ")";
-    figure.append(image, caption); results.append(figure);
-  }
-}
-form.addEventListener("submit", (event) => { event.preventDefault(); runSearch(input.value); });
-const initial = new URLSearchParams(location.search).get("q");
-if (initial) { input.value = initial; form.requestSubmit(); }
-</script></body></html>
-"""
+    return Backends(search=search, recommend=recommend, support=support, photo=photo, health=wiring.check_cache)

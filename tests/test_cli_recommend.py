@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ecmm.cli.recommend as recommend_command
+import ecmm.app
 from ecmm.cli import main
 from ecmm.recsys.interactions import time_split
 from ecmm.recsys.models import ContentRecommender
@@ -33,8 +33,8 @@ def tiny_shop():
 
 @pytest.fixture(autouse=True)
 def small_build(monkeypatch, tiny_shop):
-    monkeypatch.setattr(recommend_command, "load_shop", lambda: tiny_shop[0])
-    monkeypatch.setattr(recommend_command, "fit_recommender", lambda data: tiny_shop[1])
+    monkeypatch.setattr(ecmm.app, "load_shop", lambda: tiny_shop[0])
+    monkeypatch.setattr(ecmm.app, "fit_recommender", lambda data: tiny_shop[1])
 
 
 def test_user_recommendations_as_json(capsys, tiny_shop):
@@ -58,8 +58,16 @@ def test_cart_recommendations_as_text(capsys):
     (["recommend", "--cart", "S00,NOPE"], "unknown SKU"),
     (["recommend", "--cart", " , "], "cart is empty"),
     (["recommend", "--user", "u00000", "--k", "0"], "--k must be"),
+    (["recommend", "--user", "u00000", "--k", "100000"], "--k must be between 1 and 100"),
+    (["recommend", "--user", "   "], "user id is empty"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(capsys, argv, message):
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and message in error
+
+
+def test_user_ids_are_stripped_like_the_server(capsys, tiny_shop):
+    user = tiny_shop[0].split.user_ids[0]
+    assert main(["recommend", "--user", f"  {user} ", "--k", "2", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2

@@ -5,7 +5,10 @@ import json
 import numpy as np
 import pytest
 
+import ecmm.app
 from ecmm.cli import main
+from ecmm.data.intents import load_faq
+from ecmm.service.replies import SupportAssistant
 
 
 def _fail_if_loaded(*args, **kwargs):
@@ -14,7 +17,14 @@ def _fail_if_loaded(*args, **kwargs):
 
 @pytest.fixture(autouse=True)
 def _no_model(monkeypatch):
-    monkeypatch.setattr("ecmm.cli.support.load_support_classifier", _fail_if_loaded)
+    monkeypatch.setattr(ecmm.app, "load_support", _fail_if_loaded)
+
+
+class Fixed:
+    label_names = ("track_order", "contact_human_agent")
+
+    def predict_proba(self, texts):
+        return np.array([[0.9, 0.1]] * len(texts))
 
 
 @pytest.mark.parametrize("message", ["", "   "])
@@ -27,7 +37,7 @@ def test_empty_message_exits_2_with_one_line(message, capsys):
 def test_missing_image_exits_2(tmp_path, capsys):
     assert main(["support", "where is my order?", "--image", str(tmp_path / "nope.png")]) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "cannot read image" in error
+    assert len(error.splitlines()) == 1 and "no such image" in error
 
 
 def test_corrupt_image_exits_2(tmp_path, capsys):
@@ -38,46 +48,18 @@ def test_corrupt_image_exits_2(tmp_path, capsys):
     assert len(error.splitlines()) == 1 and "cannot read image" in error and "Traceback" not in error
 
 
-def test_read_image_returns_rgb_array(tmp_path):
-    from PIL import Image
-
-    from ecmm.cli.support import read_image
-
-    Image.fromarray(np.full((5, 4), 200, dtype=np.uint8)).save(tmp_path / "grey.png")  # greyscale file
-    image = read_image(str(tmp_path / "grey.png"))
-    assert image.shape == (5, 4, 3) and image.dtype == np.uint8
+def test_message_limit_is_the_servers(monkeypatch, capsys):
+    limit = ecmm.app.LIMITS.message_characters
+    assert main(["support", "x" * (limit + 1)]) == 2
+    assert f"has {limit + 1} characters; use at most {limit}" in capsys.readouterr().err
+    monkeypatch.setattr(ecmm.app, "load_support", lambda **kwargs: SupportAssistant(Fixed(), load_faq(), 0.5))
+    assert main(["support", "x" * limit, "--json"]) == 0  # at the limit: accepted
+    assert json.loads(capsys.readouterr().out)["intent"] == "track_order"
 
 
 def test_json_output_has_the_documented_keys(monkeypatch, capsys):
-    class Fixed:
-        label_names = ("track_order", "contact_human_agent")
-
-        def predict_proba(self, texts):
-            return np.array([[0.9, 0.1]])
-
-    monkeypatch.setattr("ecmm.cli.support.load_support_classifier", lambda: (Fixed(), 0.5))
+    monkeypatch.setattr(ecmm.app, "load_support", lambda **kwargs: SupportAssistant(Fixed(), load_faq(), 0.5))
     assert main(["support", "where is order EC-123456?", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"intent", "confidence", "in_scope", "answer", "product"}
     assert result["intent"] == "track_order" and result["in_scope"] is True
-
-
-def test_classifier_is_trained_once_then_loaded_from_the_cache(monkeypatch, tmp_path):
-    import pandas as pd
-    from test_service_intents import INTENT_OF, TEXTS, FakeEncoder
-
-    from ecmm.cli import support
-
-    monkeypatch.undo()  # use the real loader in this test
-    monkeypatch.setenv("ECMM_HOME", str(tmp_path))
-    words = {word for text in TEXTS for word in text.split()}
-    monkeypatch.setattr("ecmm.models.load_text_encoder", lambda *args, **kwargs: FakeEncoder(words))
-    frame = pd.DataFrame({"text": TEXTS * 2, "intent": INTENT_OF * 2, "split": ["train"] * 12 + ["validation"] * 12})
-    monkeypatch.setattr("ecmm.data.intents.load_intents", lambda profile=None: frame)
-    trained, threshold = support.load_support_classifier(device="cpu")
-    card = json.loads((tmp_path / support.CACHE_FOLDER / support.CARD_FILE).read_text())
-    assert card["threshold"] == threshold and len(card["sha256"]) == 64
-    monkeypatch.setattr("ecmm.data.intents.load_intents", _fail_if_loaded)  # second call must not train
-    loaded, loaded_threshold = support.load_support_classifier(device="cpu")
-    assert loaded_threshold == threshold
-    assert np.allclose(loaded.predict_proba(TEXTS), trained.predict_proba(TEXTS), atol=1e-6)

@@ -10,7 +10,8 @@ from PIL import Image
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from ecmm.serving import Backends, ServingLimits, create_app  # noqa: E402
+from ecmm.app import LIMITS, Limits  # noqa: E402
+from ecmm.serving import Backends, create_app  # noqa: E402
 
 SKUS = {"sku-red": (255, 0, 0), "sku-blue": (0, 0, 255)}
 
@@ -47,9 +48,9 @@ def fake_photo(sku_id):
     return np.full((8, 8, 3), SKUS[sku_id], dtype=np.uint8)  # KeyError for unknown SKUs
 
 
-def png_bytes(colour=(255, 0, 0), size=(16, 12)):
+def png_bytes(colour=(255, 0, 0), size=(16, 12), format="PNG"):
     buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    Image.new("RGB", size, colour).save(buffer, format=format)
     return buffer.getvalue()
 
 
@@ -66,7 +67,7 @@ def built():
     search = FakeSearch()
     backends = Backends(search=factory("search", search), recommend=factory("recommend", fake_recommend),
                         support=factory("support", fake_support), photo=factory("photo", fake_photo))
-    client = TestClient(create_app(backends, ServingLimits(max_upload_bytes=5_000, max_query_characters=50)))
+    client = TestClient(create_app(backends, Limits(image_bytes=5_000, query_characters=50)))
     return client, built, search
 
 
@@ -97,14 +98,15 @@ def test_search_text_returns_records(built):
 
 
 @pytest.mark.parametrize("params, status, words", [
-    ({"q": "   "}, 400, "empty"), ({}, 400, "empty"), ({"q": "x" * 51}, 400, "under 50"),
-    ({"q": "bag", "k": 0}, 422, "greater than"), ({"q": "bag", "k": 101}, 422, "less than"),
+    ({"q": "   "}, 400, "empty"), ({}, 400, "empty"), ({"q": "x" * 51}, 400, "at most 50"),
+    ({"q": "bag", "k": 0}, 422, "between 1 and 100"), ({"q": "bag", "k": 101}, 422, "between 1 and 100"),
+    ({"q": "bag", "k": "many"}, 422, "k: "),
 ])
 def test_search_text_bad_input(built, params, status, words):
     client, counts, _ = built
     response = client.get("/search", params=params)
     assert response.status_code == status
-    assert words in str(response.json()["detail"])
+    assert words in response.json()["detail"]
     assert "search" not in counts  # refused before any model is loaded
 
 
@@ -113,13 +115,16 @@ def test_search_image_upload(built):
     response = client.post("/search", params={"k": 3}, files={"image": ("blue.png", png_bytes((0, 0, 255)), "image/png")})
     assert response.status_code == 200 and response.json()[0]["sku_id"] == "sku-blue"
     assert search.calls == [("image", (12, 16, 3), 3)]
+    raw = client.post("/search", content=png_bytes((255, 0, 0)), headers={"content-type": "image/png"})
+    assert raw.status_code == 200 and raw.json()[0]["sku_id"] == "sku-red"
 
 
 @pytest.mark.parametrize("payload, content_type, status", [
     (b"x" * 6_000, "image/png", 413),  # over the 5,000-byte limit
-    (b"not an image", "image/png", 400),
+    (b"not an image", "image/png", 415),
     (b"", "image/png", 400),
     (b"hello", "text/plain", 415),
+    (png_bytes()[:45], "image/png", 400),  # a PNG cut inside its pixel data: identified, not decodable
 ])
 def test_search_image_bad_uploads(built, payload, content_type, status):
     client, _, _ = built
@@ -127,14 +132,18 @@ def test_search_image_bad_uploads(built, payload, content_type, status):
     assert response.status_code == status and response.json()["detail"]
 
 
-def test_search_image_without_file_is_422(built):
+def test_search_image_without_file_is_a_message(built):
     client, _, _ = built
-    assert client.post("/search").status_code == 422
+    response = client.post("/search")
+    assert response.status_code == 415 and "image" in response.json()["detail"]
+    response = client.post("/search", data={"other": "x"}, files={"file": ("a.png", png_bytes(), "image/png")})
+    assert response.status_code == 400 and 'named "image"' in response.json()["detail"]
 
 
 def test_recommend_known_and_unknown_user(built):
     client, _, _ = built
     assert client.get("/recommend", params={"user": "u00001", "k": 5}).json() == [{"sku_id": "sku-blue", "score": 0.5}]
+    assert client.get("/recommend", params={"user": "  u00001 "}).status_code == 200  # stripped, as on the CLI
     response = client.get("/recommend", params={"user": "nobody"})
     assert response.status_code == 404 and "unknown user" in response.json()["detail"]
     assert client.get("/recommend").status_code == 400
@@ -156,6 +165,7 @@ def test_support_json_multipart_and_base64(built):
     ({"json": {"message": 3}}, 400), ({"json": {"message": "x" * 1_001}}, 400),
     ({"json": {"message": "hi", "image": "%%%"}}, 400),
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+    ({"content": b"[" * 20_000, "headers": {"content-type": "application/json"}}, 400),  # too deep for json
     ({"content": b"message=hi", "headers": {"content-type": "text/plain"}}, 415),
     ({"data": {"message": "hi"}, "files": {"image": ("p.png", b"x" * 6_000, "image/png")}}, 413),
 ])
@@ -172,7 +182,7 @@ def test_photo_endpoint(built):
     image = np.asarray(Image.open(io.BytesIO(response.content)))
     assert image.shape == (8, 8, 3) and tuple(image[0, 0]) == (255, 0, 0)
     missing = client.get("/photo/sku-green")
-    assert missing.status_code == 404 and "unknown SKU" in missing.json()["detail"]
+    assert missing.status_code == 404 and missing.json()["detail"] == "unknown SKU 'sku-green'"
 
 
 def test_missing_backend_is_503():
@@ -183,4 +193,18 @@ def test_missing_backend_is_503():
 
 def test_limits_validation():
     with pytest.raises(ValueError, match="positive"):
-        ServingLimits(max_k=0)
+        Limits(search_k=0)
+    with pytest.raises(ValueError, match="format"):
+        Limits(image_formats=())
+
+
+def test_an_unexpected_error_is_json_not_a_bare_500():
+    class Broken:
+        def search_text(self, query, k):
+            raise ZeroDivisionError("a bug")
+
+    client = TestClient(create_app(Backends(search=lambda: Broken())), raise_server_exceptions=False)
+    response = client.get("/search", params={"q": "bag"})
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert "ZeroDivisionError" in response.json()["detail"] and "Internal Server Error" not in response.text
+    assert LIMITS.search_k == 100  # the default table is untouched by the app

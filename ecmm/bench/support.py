@@ -32,11 +32,11 @@ def add_parser(subparsers) -> None:
 
 def _tickets(classifier, label_names, num_tickets: int, seed: int) -> dict:
     from ecmm.data import load_catalog, load_photos
-    from ecmm.search import load_catalog_search
+    from ecmm.app import load_search
     from ecmm.service.tickets import evaluate_tickets, identify_products, make_tickets
 
     tickets, images = make_tickets(load_catalog("offline"), load_photos("offline"), num_tickets, seed=seed)
-    matches = identify_products(load_catalog_search(progress=False), images, k=5)
+    matches = identify_products(load_search(progress=False), images, k=5)
     probabilities = classifier.predict_proba(tickets["message"].tolist())
     return evaluate_tickets(tickets, matches, probabilities, label_names)
 

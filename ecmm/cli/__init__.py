@@ -1,7 +1,10 @@
 """The ``ecmm`` command. Each sub-command is a module here with ``add_parser`` and ``run``.
 
-Errors a user can fix (bad arguments, unknown ids, unreadable files) print one line on stderr
-and exit with status 2; they never show a traceback.
+Errors a user can fix (bad arguments, unknown ids, unreadable files, text that is not UTF-8)
+print one line on stderr and exit with status 2; a missing or damaged cache prints one line that
+names the folder and ``ecmm prepare --repair`` and exits with status 1. Neither shows a traceback.
+Input is checked by :mod:`ecmm.validation` with the limits of :data:`ecmm.app.LIMITS`, the same
+as the web server's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ COMMANDS: tuple[str, ...] = ("info", "prepare", "search", "recommend", "support"
 
 class UsageError(ValueError):
     """A user-fixable problem: printed as one line, exit status 2."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (a KeyError's without its quotes)."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(text.split()) or error.__class__.__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(f"ecmm.cli.{args.command.replace('-', '_')}")
+    from ecmm.artifacts import ArtifactError
+
     try:
         return int(module.run(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as error:
+    except ArtifactError as error:
         print(f"ecmm {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except (UsageError, ValueError, FileNotFoundError) as error:
+        print(f"ecmm {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ecmm {args.command}: interrupted", file=sys.stderr)

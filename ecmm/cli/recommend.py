@@ -7,8 +7,9 @@ Examples::
     ecmm recommend --cart SKU_ID,SKU_ID --k 10
 
 The shop's users come from the interaction simulator (offline profile), so the command first
-builds the same data as notebook 06 (about a minute on a laptop CPU; ``ECMM_QUICK=1`` is faster)
-and fits the hybrid model. Unknown users or SKUs: one line on stderr, exit status 2.
+builds the same data as the recommendation notebook and fits the hybrid model
+(:func:`ecmm.app.load_recommender`). Ids and k are checked like the server's
+(:mod:`ecmm.validation`); unknown users or SKUs: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["add_parser", "run", "load_shop", "fit_recommender"]
+from ecmm.app import LIMITS
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> None:
@@ -25,56 +28,29 @@ def add_parser(subparsers) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--user", metavar="USER_ID", help="a user id, e.g. u00042")
     target.add_argument("--cart", metavar="SKU,SKU", help="comma-separated SKU ids in the cart")
-    parser.add_argument("--k", type=int, default=10, help="how many products (default 10)")
+    parser.add_argument("--k", type=int, default=10, help=f"how many products (1..{LIMITS.recommend_k}, default 10)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of text")
-
-
-def load_shop():
-    """The catalog, simulated log, time split and content embeddings of notebook 06 (a ``RecsysData``)."""
-    from ecmm.recsys.pipeline import build_recsys_data
-
-    return build_recsys_data(progress=False)
-
-
-def fit_recommender(data):
-    """The hybrid two-tower model fitted on ``data.split.train``."""
-    from ecmm.recsys.pipeline import build_models
-
-    model = build_models(data.item_embeddings, quick=data.quick, names=("hybrid",), progress=False)["hybrid"]
-    model.fit(data.split.train)
-    return model
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the recommendations; ValueError for bad input (the CLI turns it into exit 2)."""
-    if args.k < 1:
-        raise ValueError(f"--k must be >= 1; got {args.k}")
-    cart_ids = None
-    if args.cart is not None:
-        cart_ids = [sku.strip() for sku in args.cart.split(",") if sku.strip()]
-        if not cart_ids:
-            raise ValueError("--cart is empty: give comma-separated SKU ids")
-    data = load_shop()
-    split = data.split
-    if args.user is not None:  # check the ids before the (slower) training
-        user = split.user_index(args.user)
-    else:
-        cart = split.item_indices(cart_ids)
-    model = fit_recommender(data)
-    if args.user is not None:
-        items, scores = model.recommend(user=user, k=args.k), model.score_users([user])[0]
-    else:
-        items, scores = model.recommend(cart=cart, k=args.k), model.score([cart])[0]
-    cold = set(split.cold_items.tolist())
-    rows = [
-        {"sku_id": str(data.catalog["sku_id"].iat[i]), "title": str(data.catalog["title"].iat[i]),
-         "product_type": str(data.catalog["product_type"].iat[i]), "colour": str(data.catalog["colour"].iat[i]),
-         "category": str(data.catalog["category"].iat[i]), "score": round(float(scores[i]), 4),
-         "new_product": i in cold}
-        for i in items
-    ]
+    from ecmm import app
+    from ecmm.validation import check_k, check_sku_ids, check_user_id
+
+    k = check_k(args.k, LIMITS.recommend_k, "--k")
+    user_id = check_user_id(args.user) if args.user is not None else None
+    cart_ids = check_sku_ids(args.cart) if user_id is None else None
+
+    def check_ids(data) -> None:  # refuse unknown ids before the (slower) training
+        if user_id is not None:
+            data.split.user_index(user_id)
+        else:
+            data.split.item_indices(cart_ids)
+
+    recommender = app.load_recommender(check=check_ids)
+    rows = recommender.for_user(user_id, k) if user_id is not None else recommender.for_cart(cart_ids, k)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     for rank, row in enumerate(rows, start=1):
         flag = "  [new]" if row["new_product"] else ""

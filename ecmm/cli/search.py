@@ -1,66 +1,83 @@
-"""``ecmm search "QUERY" [--image PATH] [--k 10] [--json]``: search the offline catalog.
+"""``ecmm search "QUERY" [--image PATH] [--k 10] [--mode MODE] [--json]``: search the offline catalog.
 
-Uses the CLIP model fine-tuned on the shop (fine-tuned with a progress bar on first use, then
-cached).  With ``--image`` the photo is the query and QUERY may be omitted.
+Uses the CLIP model fine-tuned on the shop (built with a progress bar on first use, then cached).
+With ``--image`` the photo is the query and QUERY may be omitted. The query, k and the photo are
+checked like the server's (:mod:`ecmm.validation`, limits in :data:`ecmm.app.LIMITS`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from ecmm.cli import UsageError
+from ecmm.app import LIMITS
 
-MAX_K = 100  # largest number of results
+__all__ = ["add_parser", "validate", "run", "SEARCH_MODES"]
+
+SEARCH_MODES = ("dense", "lexical", "hybrid")  # CatalogSearch.search_text(..., mode=...)
 
 
 def add_parser(subparsers) -> None:
     """Register ``search``."""
     parser = subparsers.add_parser("search", help="search the shop catalog by text or by photo")
     parser.add_argument("query", nargs="?", default=None, help='what you are looking for, e.g. "red backpack"')
-    parser.add_argument("--image", type=Path, default=None, help="search with a photo instead (PNG/JPEG path)")
-    parser.add_argument("--k", type=int, default=10, help=f"number of results (1..{MAX_K}, default 10)")
+    parser.add_argument("--image", type=Path, default=None, help="search with a photo instead (PNG, JPEG or WebP)")
+    parser.add_argument("--k", type=int, default=10, help=f"number of results (1..{LIMITS.search_k}, default 10)")
+    parser.add_argument("--mode", choices=SEARCH_MODES, default=None,
+                        help="text search: dense (CLIP), lexical (words) or hybrid; default: the measured best")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
-def _read_image(path: Path):
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+def validate(args: argparse.Namespace) -> tuple[str | None, object]:
+    """Check the arguments before any model is loaded.
 
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
-        raise UsageError(f"cannot read image {path.name!r}: {error.__class__.__name__}; pass a PNG or JPEG file") from None
+    Returns:
+        ``(query, image)``: the cleaned query (None with ``--image``) and the photo as a uint8
+        ``(H, W, 3)`` array (None without ``--image``).
 
+    Raises:
+        ecmm.validation.InputError: one line saying what is wrong.
+    """
+    from ecmm.validation import check_image_file, check_k, check_query
 
-def validate(args: argparse.Namespace) -> None:
-    """Check the arguments before any model is loaded; raise :class:`UsageError` if they are bad."""
-    from ecmm.search import MAX_QUERY_CHARACTERS
-
-    if not 1 <= args.k <= MAX_K:
-        raise UsageError(f"--k must be between 1 and {MAX_K}; got {args.k}")
+    args.k = check_k(args.k, LIMITS.search_k, "--k")
     if args.image is None:
-        query = (args.query or "").strip()
-        if not query:
-            raise UsageError('the query is empty: give a text query such as "red backpack" or --image PATH')
-        if len(query) > MAX_QUERY_CHARACTERS:
-            raise UsageError(f"the query has {len(query)} characters; keep it under {MAX_QUERY_CHARACTERS}")
-    elif not args.image.is_file():
-        raise UsageError(f"no such image file: {args.image.name!r}")
+        return check_query(args.query), None
+    return None, check_image_file(args.image)
+
+
+def _understood(search, query: str) -> dict:
+    """The constraints the search read from the query (colour, type, price), if it can."""
+    understand = getattr(search, "understand", None)
+    return dict(understand(query) or {}) if callable(understand) else {}
 
 
 def run(args: argparse.Namespace) -> int:
     """Search and print the results; returns the exit status."""
-    validate(args)
-    image = _read_image(args.image) if args.image is not None else None
-    from ecmm.search import load_catalog_search, results_to_records
+    import inspect
 
-    search = load_catalog_search()
-    results = search.search_image(image, args.k) if image is not None else search.search_text(args.query, args.k)
+    from ecmm.app import load_search
+    from ecmm.search import results_to_records
+
+    query, image = validate(args)
+    search = load_search()
+    if image is not None:
+        results = search.search_image(image, args.k)
+    elif args.mode is not None:
+        if "mode" not in inspect.signature(search.search_text).parameters:
+            raise ValueError("--mode needs a search with text modes; this catalog search has only one")
+        results = search.search_text(query, args.k, mode=args.mode)
+    else:
+        results = search.search_text(query, args.k)
+    understood = _understood(search, query) if query is not None else {}
     if args.json:
         print(json.dumps(results_to_records(results), indent=2, ensure_ascii=False))
+        if understood:
+            print(f"understood: {json.dumps(understood, ensure_ascii=False, default=str)}", file=sys.stderr)
     else:
+        if understood:
+            print("understood: " + ", ".join(f"{key} = {value}" for key, value in understood.items()))
         print(results.to_string(index=False))
     return 0

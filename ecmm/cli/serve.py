@@ -2,8 +2,8 @@
 
 Starts the FastAPI app of :mod:`ecmm.serving` with uvicorn.  Models load lazily on the first
 request that needs them (the first search may take a while if the shop model is not cached yet:
-run ``ecmm search "bag"`` once beforehand).  Open ``http://HOST:PORT/`` for the search page and
-``http://HOST:PORT/docs`` for the API.
+run ``ecmm search "bag"`` once beforehand).  Open ``http://HOST:PORT/`` for the search page;
+the API's schema is at ``/openapi.json`` (the interactive ``/docs`` are off: they would load a CDN).
 """
 
 from __future__ import annotations
@@ -32,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ecmm.serving import create_app
 
-    print(f"ecmm serve: http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C to stop)")
+    print(f"ecmm serve: http://{args.host}:{args.port}/  (API schema at /openapi.json; Ctrl-C to stop)", flush=True)
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
     return 0
