@@ -157,3 +157,48 @@ def test_towers_hold_only_their_own_weights():
     assert tower.model.image_projection.weight is model.image_projection.weight  # shared, not copied
     images = torch.randn(2, 3, 8, 8)
     assert torch.equal(tower(images), model.encode_image(images))
+
+
+class TensorTokenClip(nn.Module):
+    """Tokens as one tensor (open_clip style): the tokenizer returns ``(N, 6)`` ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.visual = nn.Linear(3, 8)
+        self.embedding = nn.Embedding(50, 8)
+
+    @staticmethod
+    def tokenizer(texts):
+        return torch.tensor([[len(word) % 50 for word in (text.split() + [""] * 6)[:6]] for text in texts])
+
+    def encode_image(self, images):
+        return F.normalize(self.visual(images.mean(dim=(2, 3))), dim=-1)
+
+    def encode_text(self, tokens):
+        return F.normalize(self.embedding(tokens).mean(1), dim=-1)
+
+
+def test_text_tower_takes_tensor_tokens_and_exports(tmp_path):
+    torch.manual_seed(0)
+    model = TensorTokenClip().eval()
+    tower = export.TextTower(model)
+    assert tower.input_names == ("tokens",)
+    inputs = tower.example_inputs(["a red backpack", "shoes"])
+    assert len(inputs) == 1 and inputs[0].shape == (2, 6)
+    assert torch.equal(tower(*inputs), model.encode_text(inputs[0]))
+    loaded = export.load_torchscript(export.export_torchscript(tower, inputs, tmp_path / "text.pt"))
+    other = tower.example_inputs(["one", "two words", "and three words"])
+    with torch.no_grad():
+        assert export.max_abs_difference(loaded(*other), tower(*other)) < 1e-6
+    with pytest.raises(ValueError, match="token tensors"):
+        tower(*inputs, *inputs)
+
+
+def test_towers_drop_nested_parts_of_a_wrapped_model():
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = TensorTokenClip()
+
+    keys = set(export.TextTower(Wrapper()).state_dict())
+    assert keys == {"model.model.embedding.weight"}  # model.visual is left out

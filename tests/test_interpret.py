@@ -136,3 +136,33 @@ def test_interpret_plots_return_axes():
     efficiency = pd.DataFrame({"task": ["t"] * 4, "method": ["a", "a", "b", "b"], "labels": [1, 5, 1, 5],
                                "score": [0.1, 0.5, 0.2, 0.3]})
     assert len(plot_label_efficiency_panels(efficiency)[0].lines) == 2
+
+
+def test_tokens_to_map_drops_the_class_token_and_restores_the_grid():
+    from ecmm.interpret import tokens_to_map
+
+    patches = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)  # (B, 2 x 2 patches, D)
+    tokens = torch.cat([torch.full((2, 1, 3), -1.0), patches], dim=1)  # a class token first: (2, 5, 3)
+    grid = tokens_to_map(tokens, batch_size=2)
+    assert grid.shape == (2, 3, 2, 2)
+    assert torch.equal(grid[1, :, 0, 1], patches[1, 1])  # patch 1 sits at row 0, column 1
+    assert torch.equal(tokens_to_map(tokens.transpose(0, 1), batch_size=2), grid)  # sequence-first layout
+
+
+def test_grad_cam_reads_token_outputs_as_maps():
+    # score = channel 0 of patch tokens; the class token's channel is ignored, so the map is that channel.
+    class TokenModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Identity()
+
+        def forward(self, x):  # (B, 3, 2, 2) -> tokens (B, 1 + 4, 3)
+            tokens = torch.cat([x.mean(dim=(2, 3))[:, None], x.flatten(2).transpose(1, 2)], dim=1)
+            return self.block(tokens)[:, 1:, 0].sum(dim=1)
+
+    images = torch.zeros(1, 3, 2, 2)
+    images[0, 0] = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    images[0, 1] = 9.0  # an irrelevant channel
+    model = TokenModel()
+    heat = grad_cam(model, model.block, images, device="cpu")[0]
+    torch.testing.assert_close(heat, images[0, 0] / 3.0)

@@ -1,118 +1,140 @@
-"""Tests for ecmm.models.clip: the offline dual encoder's verbs and the open_clip hub path."""
+"""Tests for ecmm.models.clip beyond the shared protocol (tests/test_protocol.py): the factory's
+names and errors, the offline model's extras, and checkpoints written by the older kit."""
 
+import copy
 import json
+from dataclasses import asdict
 
-import numpy as np
 import pytest
 import torch
 
-from ecmm.models.clip import (
-    ClipConfig,
-    ClipModel,
-    ClipTokenizer,
-    HubClipModel,
-    create_clip_model,
-    embed_images,
-    embed_texts,
-    load_clip_checkpoint,
-    save_clip_checkpoint,
-)
-from ecmm.models.image import CNNConfig, EcmmCNN, ImagePreprocess
+import ecmm.assets
+from ecmm.artifacts import ArtifactError, file_sha256
+from ecmm.models.clip import (ClipModel, OpenClipModel, cached_text_features, create_clip_model, embed_texts,
+                              load_clip_checkpoint, load_clip_model, pretrained_clip_dir)
 
 
 @pytest.fixture()
 def tiny_model(tiny_clip):
-    return tiny_clip[0]
+    return tiny_clip[0].eval()
 
 
-def test_encoders_are_normalised_and_shaped(tiny_model):
-    preprocess = ImagePreprocess(16, (0.5,) * 3, (0.5,) * 3)
-    tokenizer = ClipTokenizer(tiny_model.text_encoder.tokenizer)
-    images = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 3), dtype=np.uint8)
-    image_emb = embed_images(tiny_model, preprocess, images, device="cpu")
-    text_emb = embed_texts(tiny_model, tokenizer, ["red backpack", "blue shoe"], device="cpu")
-    assert image_emb.shape == (3, 8) and text_emb.shape == (2, 8)
-    assert torch.allclose(image_emb.norm(dim=1), torch.ones(3), atol=1e-5)
-    assert torch.allclose(text_emb.norm(dim=1), torch.ones(2), atol=1e-5)
-    # project_text on cached MiniLM features gives the same embedding as encode_text
-    tokens = tokenizer(["red backpack"])
+def test_project_text_of_memoised_features_equals_encode_text(tiny_model):
+    tokens = tiny_model.tokenizer(["red backpack", "blue shoe"])
     features = tiny_model.text_features(tokens)
-    assert torch.allclose(tiny_model.project_text(features), tiny_model.encode_text(tokens), atol=1e-6)
-    assert tiny_model.scale().item() == pytest.approx(1 / 0.07, rel=1e-5)
+    assert features.shape == (2, 384) and len(tiny_model.text_feature_cache) == 1
+    assert tiny_model.text_features(tokens) is features  # the locked MiniLM is not run again
+    torch.testing.assert_close(tiny_model.project_text(features), tiny_model.encode_text(tokens))
+    torch.testing.assert_close(cached_text_features(tiny_model, ["red backpack", "blue shoe"], device="cpu"), features)
 
 
-def test_lock_and_unlock_towers(tiny_model):
-    def trainable(module):
-        return any(p.requires_grad for p in module.parameters())
+def test_the_feature_memo_follows_weight_changes(tiny_model):
+    tiny_model = copy.deepcopy(tiny_model)  # MiniLM is shared by the module's tests: change a copy
+    texts = ["red backpack", "blue shoe"]
+    before = embed_texts(tiny_model, texts, device="cpu")
+    with torch.no_grad():
+        tiny_model.text_projection.weight.mul_(2.0)  # projections change, MiniLM features stay valid
+    torch.testing.assert_close(embed_texts(tiny_model, texts, device="cpu"), before)  # direction unchanged
+    with torch.no_grad():
+        tiny_model.text_encoder.transformer.embeddings.word_embeddings.weight.mul_(1.5)  # MiniLM changes
+        expected = tiny_model.project_text(tiny_model.text_encoder(**tiny_model.tokenizer(texts)))
+    assert not torch.allclose(embed_texts(tiny_model, texts, device="cpu"), before)
+    torch.testing.assert_close(embed_texts(tiny_model, texts, device="cpu"), expected)
 
-    assert not trainable(tiny_model.text_encoder)  # locked by default
-    assert trainable(tiny_model.text_projection)
-    tiny_model.lock_image_tower()
-    assert not trainable(tiny_model.backbone) and trainable(tiny_model.image_projection)
-    tiny_model.unlock_image_tower()
-    assert trainable(tiny_model.backbone)
-    tiny_model.unlock_text_tower(last_layers=1)
+
+def test_unlocked_minilm_trains_and_follows_train_mode(tiny_model):
+    tiny_model.lock_text_tower(2)  # the last MiniLM layer and the projection
     layers = tiny_model.text_encoder.transformer.encoder.layer
-    assert trainable(layers[-1]) and not trainable(layers[0])
+    assert all(p.requires_grad for p in layers[-1].parameters()) and not any(p.requires_grad for p in layers[0].parameters())
     tiny_model.train()
     assert tiny_model.text_encoder.training  # unlocked parts follow train mode
-    tiny_model.lock_text_tower()
-    assert not trainable(tiny_model.text_encoder)
-    tiny_model.train()
+    tokens = tiny_model.tokenizer(["red backpack"])
+    tiny_model.encode_text(tokens).sum().backward()
+    assert layers[-1].output.dense.weight.grad is not None
+    tiny_model.lock_text_tower().train()
     assert not tiny_model.text_encoder.training  # a locked MiniLM keeps dropout off
-    with pytest.raises(ValueError, match="last_layers"):
-        tiny_model.unlock_text_tower(last_layers=99)
 
 
-def test_checkpoint_round_trip(tiny_model, tmp_path, monkeypatch):
-    import ecmm.models.clip as clip_module
+def test_save_keeps_minilm_only_when_it_changed(tiny_model, tmp_path):
+    card = json.loads((tiny_model.save(tmp_path / "a", {"recipe": "test"}) / "card.json").read_text())
+    assert card["text_trained"] is False and card["kind"] == "ecmm-clip" and card["backbone"]["widths"] == [8, 16]
+    tiny_model = copy.deepcopy(tiny_model)  # MiniLM is shared by the module's tests: change a copy
+    with torch.no_grad():
+        tiny_model.text_encoder.transformer.encoder.layer[-1].output.dense.bias.add_(0.01)
+    card = json.loads((tiny_model.save(tmp_path / "b", {}) / "card.json").read_text())
+    assert card["text_trained"] is True
+    loaded = load_clip_model(tmp_path / "b", device="cpu")
+    tokens = tiny_model.tokenizer(["red backpack"])
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_text(tokens), tiny_model.eval().encode_text(tokens))
 
-    save_clip_checkpoint(tiny_model, tmp_path, {"recipe": "test"})
-    card = json.loads((tmp_path / "card.json").read_text())
-    assert card["text_trained"] is False and len(card["sha256"]) == 64
-    monkeypatch.setattr(clip_module, "_build_offline", lambda config, pretrained_backbone: ClipModel(
-        EcmmCNN(CNNConfig(image_size=16, stem_width=4, widths=(8, 16))), tiny_model.text_encoder, config))
-    loaded, _ = load_clip_checkpoint(tmp_path, device="cpu")
-    x = torch.randn(2, 3, 16, 16)
-    tiny_model.eval()
-    assert torch.allclose(loaded.encode_image(x), tiny_model.encode_image(x), atol=1e-6)
-    (tmp_path / "model.safetensors").write_bytes(b"corrupt")
+
+def test_checkpoints_of_the_older_kit_still_load(tiny_model, tmp_path):
+    """Older folders: ``model.safetensors`` without MiniLM and a card with ``config``, ``text_trained``, ``sha256``."""
+    from safetensors.torch import save_file
+
+    from ecmm.models.image import CNNConfig
+    from ecmm.models.offline_clip import ClipConfig, build_offline_clip
+
+    reference = build_offline_clip(ClipConfig(), pretrained_backbone=False).eval()  # the default architecture
+    state = {k: v.contiguous() for k, v in reference.state_dict().items() if not k.startswith("text_encoder.")}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    legacy = {"recipe": {"version": 2}, "config": asdict(reference.config), "text_trained": False,
+              "sha256": file_sha256(tmp_path / "model.safetensors")}
+    (tmp_path / "card.json").write_text(json.dumps(legacy))
+    model, card = load_clip_checkpoint(tmp_path, device="cpu")
+    assert isinstance(model, ClipModel) and card["legacy"] is True
+    assert model.backbone.config == CNNConfig()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(pixels), reference.encode_image(pixels))
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(ValueError, match="sha256"):
-        load_clip_checkpoint(tmp_path)
+        load_clip_model(tmp_path)
 
 
-def test_unknown_names_raise():
+def test_the_shared_cache_of_the_older_kit_loads():
+    if not (pretrained_clip_dir() / "card.json").is_file():
+        pytest.skip("the pretrained CLIP model is not prepared (ecmm prepare)")
+    model, preprocess, tokenizer = create_clip_model("ecmm-clip", pretrained=True, device="cpu")
+    assert isinstance(model, ClipModel) and preprocess is model.preprocess and tokenizer is model.tokenizer
+    assert model.embed_dim == 128
+
+
+def test_models_only_load_they_never_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECMM_HOME", str(tmp_path))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model must not build assets")
+
+    monkeypatch.setattr(ecmm.assets, "ensure_asset", refuse)
+    with pytest.raises(ArtifactError) as error:
+        create_clip_model("ecmm-clip", pretrained=True, device="cpu")
+    assert error.value.command == "ecmm prepare" and error.value.folder == tmp_path / "assets" / "clip"
+    with pytest.raises(ArtifactError, match="ecmm prepare"):
+        create_clip_model("ecmm-clip", pretrained=False, device="cpu")  # needs the pretrained CNN
+
+
+def test_unknown_names_and_values_raise_helpful_errors(tiny_open_clip):
     with pytest.raises(ValueError, match="open_clip.list_models"):
         create_clip_model("no-such-clip", device="cpu")
+    with pytest.raises(ValueError, match="ViT-B-32"):
+        create_clip_model("ViT-B-3", device="cpu")  # a close name is suggested
     with pytest.raises(ValueError, match="pretrained"):
         create_clip_model("ecmm-clip", pretrained="laion", device="cpu")
+    with pytest.raises(ValueError, match="neither a checkpoint file nor a pretrained tag"):
+        create_clip_model("ecmm-tiny-vit", pretrained="no-such-tag", device="cpu")
 
 
-def test_hub_path_loads_a_local_open_clip_checkpoint(tmp_path):
-    """The hub branch of the factory, offline: a tiny open_clip architecture saved to a file."""
+def test_open_clip_loads_the_local_checkpoint_not_a_fresh_init(tiny_open_clip):
     import open_clip
 
-    config = {"embed_dim": 16,
-              "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (tmp_path / "ecmm-tiny-test-clip.json").write_text(json.dumps(config))
-    open_clip.add_model_config(tmp_path / "ecmm-tiny-test-clip.json")
-    torch.manual_seed(0)
-    reference, _, _ = open_clip.create_model_and_transforms("ecmm-tiny-test-clip")
-    checkpoint = tmp_path / "tiny.pt"
-    torch.save(reference.state_dict(), checkpoint)
-
-    model, preprocess, tokenizer = create_clip_model("ecmm-tiny-test-clip", pretrained=str(checkpoint), device="cpu")
-    assert isinstance(model, HubClipModel)
-    images = np.random.default_rng(1).integers(0, 256, (2, 40, 40, 3), dtype=np.uint8)
-    pixels = preprocess(images)
-    assert pixels.shape == (2, 3, 32, 32)
-    image_emb = embed_images(model, preprocess, images, device="cpu")
-    text_emb = embed_texts(model, tokenizer, ["a red backpack", "a blue shoe"], device="cpu")
-    assert image_emb.shape == (2, 16) and torch.allclose(text_emb.norm(dim=1), torch.ones(2), atol=1e-5)
-    # the weights are the saved ones, not a fresh initialisation
-    with torch.no_grad():
-        expected = reference.eval().encode_image(pixels, normalize=True)
-    assert torch.allclose(image_emb, expected, atol=1e-5)
-    model.lock_image_tower()
-    assert not any(p.requires_grad for p in model.model.visual.parameters())
+    model, checkpoint = tiny_open_clip
+    assert isinstance(model, OpenClipModel) and checkpoint.suffix == ".safetensors"
+    fresh = open_clip.create_model("ecmm-tiny-vit", pretrained=None)
+    random, _, _ = create_clip_model("ecmm-tiny-vit", pretrained=False, device="cpu")
+    reference = open_clip.create_model("ecmm-tiny-vit", pretrained=str(checkpoint))
+    for name, value in reference.state_dict().items():
+        assert torch.equal(model.model.state_dict()[name], value), name
+    assert not torch.equal(fresh.visual.proj, model.model.visual.proj)
+    assert not torch.equal(random.model.visual.proj, model.model.visual.proj)

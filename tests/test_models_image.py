@@ -79,3 +79,32 @@ def test_factory_timm_path_loads_a_local_hub_format_checkpoint(tmp_path):
     assert len(backbone.blocks) == 4 and preprocess.image_size == 224
     torch.testing.assert_close(backbone.model.conv1.weight, reference.conv1.weight)
     assert backbone(preprocess(np.zeros((1, 64, 64, 3), np.uint8))).shape == (1, 512)
+
+
+def test_pretrained_offline_backbone_is_read_never_built(tmp_path, monkeypatch):
+    import ecmm.assets
+    from ecmm.artifacts import ArtifactError
+
+    monkeypatch.setenv("ECMM_HOME", str(tmp_path))
+    monkeypatch.setattr(ecmm.assets, "ensure_asset", lambda *a, **k: pytest.fail("a model must not build assets"))
+    with pytest.raises(ArtifactError) as error:
+        create_image_backbone("ecmm-cnn", pretrained=True, device="cpu")
+    assert error.value.command == "ecmm prepare" and error.value.folder == tmp_path / "assets" / "backbone"
+
+
+def test_backbone_checkpoint_written_with_write_artifact_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    from ecmm.artifacts import write_artifact
+    from ecmm.models.image import cnn_config_dict, load_backbone_checkpoint
+
+    torch.manual_seed(0)
+    reference = EcmmCNN(TINY).eval()
+    state = {f"backbone.{k}": v.contiguous() for k, v in reference.state_dict().items()}
+    folder = write_artifact(tmp_path / "backbone", lambda f: save_file(state, str(f / "model.safetensors")),
+                            {"architecture": cnn_config_dict(TINY)})
+    backbone, card = load_backbone_checkpoint(folder)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(backbone(x), reference(x))
+    assert "files" in card and backbone.config == TINY

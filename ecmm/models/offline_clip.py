@@ -216,9 +216,9 @@ class ClipModel(nn.Module):
 
         state = self.text_encoder.transformer.state_dict()
         with safe_open(str(offline_text_model_dir(verify=False) / "model.safetensors"), "pt") as bundled:
-            if set(bundled.keys()) - set(state):
-                return True
-            return any(not torch.equal(bundled.get_tensor(key), state[key].detach().cpu()) for key in bundled.keys())
+            if set(state) - set(bundled.keys()):
+                return True  # not the bundled architecture (the file may hold extra buffers such as position_ids)
+            return any(not torch.equal(bundled.get_tensor(key), value.detach().cpu()) for key, value in state.items())
 
     def save(self, directory: str | Path, card: Mapping[str, Any]) -> Path:
         """Write ``model.safetensors`` (MiniLM too only if it changed) and the card, atomically.
