@@ -5,7 +5,10 @@
    sources did not change since its last successful execution in the same mode is skipped
    (the sha256 is kept in ``NN_name.stamp.json`` beside the copy). A failing cell stops the
    build with a message naming the notebook and the cell.
-2. Build static HTML with ``jupyter-book build`` (Jupyter Book 1, execution off) under
+2. Copy the worked solutions (``notebooks/solutions/NN_solutions.md``) beside the executed copies,
+   each exercise's solution behind a toggle (a ``dropdown``), so the notebooks' links to
+   ``solutions/NN_solutions.md`` resolve in the book too.
+3. Build static HTML with ``jupyter-book build`` (Jupyter Book 1, execution off) under
    ``book/_build/html``, and print where to open it.
 
 Usage: ``python book/build.py [--quick] [--force] [--only-execute | --skip-execute]``. The full
@@ -35,6 +38,8 @@ BOOK_DIR = Path(__file__).resolve().parent
 REPOSITORY_DIR = BOOK_DIR.parent
 SOURCE_DIR = REPOSITORY_DIR / "notebooks"
 EXECUTED_DIR = BOOK_DIR / "notebooks"
+SOLUTIONS_NAME = re.compile(r"^\d\d_solutions\.md$")
+EXERCISE_HEADING = re.compile(r"^## Exercise ", flags=re.MULTILINE)
 NOTEBOOK_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
 STAMP_SUFFIX = ".stamp.json"  # written next to each executed copy
 # Run in each kernel before the notebook: tqdm.auto would draw ipywidgets, whose saved output is
@@ -268,6 +273,38 @@ def write_execution_times(executed_dir: Path) -> Path:
     return path
 
 
+def solutions_behind_toggles(markdown: str) -> str:
+    """Wrap the body of every ``## Exercise ...`` section in a MyST ``dropdown`` (closed by default).
+
+    The text before the first exercise (title and note) stays visible; so do the headings.
+    """
+    parts = EXERCISE_HEADING.split(markdown)
+    sections = []
+    for part in parts[1:]:
+        heading, _, body = part.partition("\n")
+        sections.append(f"## Exercise {heading}\n\n:::{{dropdown}} Show the worked solution\n{body.strip()}\n:::\n")
+    return parts[0].rstrip() + "\n\n" + "\n".join(sections)
+
+
+def copy_solutions(source_dir: Path = SOURCE_DIR, executed_dir: Path = EXECUTED_DIR) -> list[Path]:
+    """Write each ``solutions/NN_solutions.md`` into ``executed_dir/solutions/``, solutions behind toggles.
+
+    Returns:
+        The written pages, sorted; copies whose source was removed are deleted.
+    """
+    target_dir = executed_dir / "solutions"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    sources = sorted(p for p in (source_dir / "solutions").glob("*.md") if SOLUTIONS_NAME.match(p.name))
+    written = []
+    for source in sources:
+        target = target_dir / source.name
+        target.write_text(solutions_behind_toggles(source.read_text(encoding="utf-8")), encoding="utf-8")
+        written.append(target)
+    for stale in set(target_dir.glob("*.md")) - set(written):
+        stale.unlink()
+    return written
+
+
 def build_html(book_dir: Path = BOOK_DIR) -> Path:
     """Render ``book_dir`` (``_config.yml``, ``_toc.yml``) to HTML; return the site's index.html."""
     executed_dir = book_dir / "notebooks"
@@ -277,6 +314,7 @@ def build_html(book_dir: Path = BOOK_DIR) -> Path:
             "without --skip-execute first."
         )
     write_execution_times(executed_dir)
+    copy_solutions(book_dir.parent / "notebooks", executed_dir)
     executable = Path(sys.executable).with_name("jupyter-book")
     command = [str(executable) if executable.exists() else "jupyter-book", "build", str(book_dir)]
     print(f"Building HTML with {' '.join(['jupyter-book', 'build', _shown(book_dir)])}", flush=True)

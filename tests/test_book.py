@@ -1,6 +1,7 @@
 """The Jupyter Book site: build it, check how the notebooks render, open it in headless Chromium.
 
-Marker ``book``. The module fixture executes the notebooks in quick mode into ``book/notebooks``
+Marker ``book`` on every test that executes notebooks or builds the site. The chapter-structure
+checks at the end read only the source notebooks, so they run in the fast suite without it. The module fixture executes the notebooks in quick mode into ``book/notebooks``
 (reusing copies that are still fresh, from ``make book`` or an earlier run) and builds the HTML
 with ``book/build.py``; the tests then read the executed copies, the HTML files and what a real
 browser (Debian's ``chromium``, driven over the DevTools protocol on a pipe) sees.
@@ -31,7 +32,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-pytestmark = pytest.mark.book
 
 REPOSITORY_DIR = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -76,12 +76,14 @@ def _write_notebook(path: Path, sources: list[str]) -> nbformat.NotebookNode:
     return notebook
 
 
+@pytest.mark.book
 def test_collapse_carriage_returns_keeps_the_final_frame() -> None:
     """A progress bar redrawn with carriage returns keeps only what the terminal shows last."""
     assert build.collapse_carriage_returns("\r  0%|  | 0/3\r100%|##| 3/3\n") == "100%|##| 3/3\n"
     assert build.collapse_carriage_returns("loss 0.5\nepoch 1\r\n") == "loss 0.5\nepoch 1\n"
 
 
+@pytest.mark.book
 def test_freshness_follows_cell_sources_and_mode(tmp_path: Path) -> None:
     """A copy is fresh for the same sources and mode; outputs and metadata do not count."""
     source, executed = tmp_path / "00_demo.ipynb", tmp_path / "book" / "00_demo.ipynb"
@@ -101,6 +103,7 @@ def test_freshness_follows_cell_sources_and_mode(tmp_path: Path) -> None:
     assert not build.is_fresh(source, executed, quick=True), "an edited cell left the copy fresh"
 
 
+@pytest.mark.book
 def test_the_kernel_inherits_the_callers_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ECMM_HOME, PATH and the offline flags reach the kernel; the mode is set by the build."""
     monkeypatch.setenv("ECMM_HOME", str(tmp_path / "cache"))
@@ -112,6 +115,7 @@ def test_the_kernel_inherits_the_callers_environment(tmp_path: Path, monkeypatch
     assert printed == [str(tmp_path / "cache"), "1", "True"]
 
 
+@pytest.mark.book
 def test_a_cell_failing_without_a_message_is_reported(tmp_path: Path) -> None:
     """An assertion with no message still names the notebook and cell."""
     _write_notebook(tmp_path / "src" / "00_silent.ipynb", ["assert 1 == 2"])
@@ -119,6 +123,7 @@ def test_a_cell_failing_without_a_message_is_reported(tmp_path: Path) -> None:
         build.execute_all(build.ExecutionOptions(quick=True), tmp_path / "src", tmp_path / "book" / "notebooks")
 
 
+@pytest.mark.book
 def test_a_failing_cell_stops_the_build_naming_notebook_and_cell(tmp_path: Path) -> None:
     """Execution stops at the first failing cell, says where, and writes no executed copy."""
     _write_notebook(tmp_path / "src" / "00_broken.ipynb", ["x = 1", "raise ValueError('claim broken')"])
@@ -169,6 +174,7 @@ def _output_texts(notebook: nbformat.NotebookNode):
                 yield index, "error", "\n".join(output.traceback)
 
 
+@pytest.mark.book
 def test_every_notebook_is_a_chapter_with_its_title_and_a_figure(site: Path) -> None:
     """Each notebook's page exists, shows the notebook's title and at least one rendered figure."""
     for name, notebook in _executed_notebooks():
@@ -182,6 +188,7 @@ def test_every_notebook_is_a_chapter_with_its_title_and_a_figure(site: Path) -> 
         assert figures, f"{name}: the chapter shows no figure (expected an <img> from a plot output)"
 
 
+@pytest.mark.book
 def test_reference_pages_hold_what_they_promise(site: Path) -> None:
     """Introduction, licences and glossary are built and carry their key content."""
     intro = _visible_text((site / "intro.html").read_text(encoding="utf-8"))
@@ -198,6 +205,7 @@ def test_reference_pages_hold_what_they_promise(site: Path) -> None:
     assert len(chinese_rows) >= 20, f"glossary has {len(chinese_rows)} Chinese terms, expected >= 20"
 
 
+@pytest.mark.book
 def test_site_loads_no_script_or_style_from_the_network(site: Path) -> None:
     """Every script and stylesheet is served from the built site, so the book reads offline."""
     remote = set()
@@ -211,6 +219,7 @@ def test_site_loads_no_script_or_style_from_the_network(site: Path) -> None:
     )
 
 
+@pytest.mark.book
 def test_executed_outputs_hold_no_local_paths_or_host_name(site: Path) -> None:
     """No output reveals where the book was built: home folders, checkouts, the host's name."""
     host_name = socket.gethostname()
@@ -225,6 +234,7 @@ def test_executed_outputs_hold_no_local_paths_or_host_name(site: Path) -> None:
     assert not problems, "outputs show local paths or the host name:\n" + "\n".join(problems)
 
 
+@pytest.mark.book
 def test_executed_outputs_have_no_stderr_noise(site: Path) -> None:
     """stderr holds nothing but progress bars rendered as text (no warnings, no logs)."""
     problems = []
@@ -238,6 +248,7 @@ def test_executed_outputs_have_no_stderr_noise(site: Path) -> None:
     assert not problems, "stderr output in executed notebooks:\n" + "\n".join(problems)
 
 
+@pytest.mark.book
 def test_progress_bars_show_only_their_final_state(site: Path) -> None:
     """Stream outputs carry no carriage returns: a redrawn bar shows once, as in JupyterLab."""
     for name, notebook in _executed_notebooks():
@@ -413,6 +424,7 @@ def _check_screenshot(path: Path) -> None:
     assert colours is None or len(colours) > 50, f"{path.name}: a near-blank screenshot"
 
 
+@pytest.mark.book
 def test_site_in_headless_chromium(site: Path, site_url: str) -> None:
     """The introduction and the first chapter load in Chromium without errors and look like pages."""
     if not Path(CHROMIUM).exists():
@@ -441,3 +453,87 @@ def test_site_in_headless_chromium(site: Path, site_url: str) -> None:
             assert facts["images"] >= 1, f"{first_notebook.name}: no figure rendered in the browser"
         finally:
             browser.close()
+
+
+# --- Chapter structure, from the source notebooks (fast: no execution, no marker) -----------------
+
+SOURCE_NOTEBOOKS = sorted((REPOSITORY_DIR / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+YEAR = re.compile(r"\b(19|20)\d\d\b")
+# Words about how the kit was made, which learners' text must not use.
+PROCESS_WORDS = re.compile(r"\b(acceptance|course brief|so that nbval fails|the seed|seed article|seed's)\b",
+                           flags=re.IGNORECASE)
+
+
+def _markdown(notebook: nbformat.NotebookNode) -> list[str]:
+    return [cell.source for cell in notebook.cells if cell.cell_type == "markdown"]
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_opens_with_objectives_prerequisites_and_run_time(path: Path) -> None:
+    """The first cell: "**What you will be able to do**" with 3-5 numbered items, prerequisites, run time."""
+    header = _markdown(nbformat.read(path, as_version=4))[0]
+    assert "**What you will be able to do**" in header, f"{path.name}: no objectives in the first cell"
+    objectives = header.split("**What you will be able to do**", 1)[1].split("**Prerequisites**", 1)[0]
+    count = len(re.findall(r"^\d\. ", objectives, flags=re.M))
+    assert 3 <= count <= 5, f"{path.name}: {count} numbered objectives, expected 3-5"
+    assert "**Prerequisites**" in header and "**Run time on 2 CPU cores**" in header, path.name
+    assert "PLACEHOLDER" not in header, f"{path.name}: the run time is not filled in"
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_has_an_equation_exercises_takeaways_and_reading(path: Path) -> None:
+    """At least one display equation, 2-4 checked exercises with worked solutions, takeaways, papers."""
+    notebook = nbformat.read(path, as_version=4)
+    number = path.name[:2]
+    markdown = _markdown(notebook)
+    assert any("$$" in text for text in markdown), f"{path.name}: no display equation ($$...$$)"
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    checks = set(re.findall(rf"ecmm\.exercises\.check_{number}_([a-z])\(", code))
+    assert 2 <= len(checks) <= 4, f"{path.name}: {len(checks)} exercises call ecmm.exercises.check_{number}_x"
+    assert any(f"solutions/{number}_solutions" in text for text in markdown), f"{path.name}: no link to its solutions"
+    assert any(text.startswith("## Key takeaways") for text in markdown), f"{path.name}: no '## Key takeaways'"
+    reading = [text for text in markdown if text.startswith("## Further reading")]
+    assert reading, f"{path.name}: no '## Further reading'"
+    cited = [line for line in reading[0].splitlines() if line.startswith("- ") and YEAR.search(line)]
+    assert len(cited) >= 3, f"{path.name}: {len(cited)} references with a year, expected >= 3"
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_text_speaks_of_the_subject(path: Path) -> None:
+    """No word about how the kit was made ("acceptance", "course brief", "the seed" for the article)."""
+    for text in _markdown(nbformat.read(path, as_version=4)):
+        found = PROCESS_WORDS.search(text)
+        assert found is None, f"{path.name}: {found.group(0)!r} in: {text[:80]!r}"
+
+
+def test_solutions_are_put_behind_toggles() -> None:
+    """Each ``## Exercise`` section's body goes into a closed dropdown; headings stay visible."""
+    page = build.solutions_behind_toggles("# Solutions\n\nIntro.\n\n## Exercise 01-a: x\n\nBody a.\n\n"
+                                          "```python\nprint(1)\n```\n\n## Exercise 01-b: y\n\nBody b.\n")
+    assert page.startswith("# Solutions\n\nIntro.")
+    assert page.count(":::{dropdown}") == 2 and "## Exercise 01-a: x\n\n:::{dropdown}" in page
+    assert "Body a.\n\n```python\nprint(1)\n```\n:::" in page
+
+
+def test_copy_solutions_writes_one_page_per_notebook(tmp_path: Path) -> None:
+    (tmp_path / "src" / "solutions").mkdir(parents=True)
+    (tmp_path / "src" / "solutions" / "01_solutions.md").write_text("# S\n\n## Exercise 01-a: x\n\nBody.\n")
+    (tmp_path / "src" / "solutions" / "notes.txt").write_text("not a page")
+    stale = tmp_path / "book" / "solutions" / "09_solutions.md"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old")
+    written = build.copy_solutions(tmp_path / "src", tmp_path / "book")
+    assert [p.name for p in written] == ["01_solutions.md"] and not stale.exists()
+    assert ":::{dropdown}" in written[0].read_text()
+
+
+@pytest.mark.book
+def test_solutions_and_run_times_are_pages_of_the_site(site: Path) -> None:
+    """Each worked-solutions page is built with its solutions in dropdowns; the run-time table is built."""
+    for source in sorted((REPOSITORY_DIR / "notebooks" / "solutions").glob("[0-9][0-9]_solutions.md")):
+        page = site / "notebooks" / "solutions" / source.name.replace(".md", ".html")
+        assert page.is_file(), f"no page for {source.name}"
+        markup = page.read_text(encoding="utf-8")
+        assert markup.count("sd-dropdown") >= source.read_text(encoding="utf-8").count("## Exercise"), page.name
+    runtimes = _visible_text((site / "runtimes.html").read_text(encoding="utf-8"))
+    assert "all notebooks" in runtimes and "quick" in runtimes
