@@ -18,15 +18,17 @@ from ecmm.interpret import clip_grad_cam
 from ecmm.models.clip import (ClipLike, count_trainable, create_clip_model, embed_images, embed_texts,
                               load_clip_model, move_tokens)
 
-# per kind: (image groups, text groups, image projection, text projection, extra in the last block's group)
+# per kind: group counts, projection sizes, what the last block's group holds beyond the block
 ARCHITECTURE = {
     # image: stem, block 1, block 2, projection; text: embeddings, 6 MiniLM layers, projection
     "offline": {"image_groups": 4, "text_groups": 8, "image_projection": 16 * 8, "text_projection": 384 * 8,
-                "image_last_extra": 0, "text_last_extra": 0, "image_size": 16, "embed_dim": 8},
+                "image_last_extra": 0, "text_last_extra": 0, "image_size": 16, "embed_dim": 8,
+                "text_outside_groups": 384 * 384 + 384},  # MiniLM's pooler, unused by mean pooling
     # image: stem, block 0, block 1 + ln_post (2 x 64), projection; text: embeddings, block 0,
     # block 1 + ln_final (2 x 64), projection
     "open_clip": {"image_groups": 4, "text_groups": 4, "image_projection": 64 * 32, "text_projection": 64 * 32,
-                  "image_last_extra": 128, "text_last_extra": 128, "image_size": 32, "embed_dim": 32},
+                  "image_last_extra": 128, "text_last_extra": 128, "image_size": 32, "embed_dim": 32,
+                  "text_outside_groups": 0},
 }
 TEXTS = ["a red backpack", "blue running shoes", "a wooden chair"]
 
@@ -119,8 +121,9 @@ def test_lock_image_tower_counts_open_clip_groups(model, kind):
     for bad in (-1, spec["image_groups"] + 1, 1.5, True):
         with pytest.raises(ValueError, match="unlocked_groups"):
             model.lock_image_tower(bad)
+    assert count_trainable(model.lock_image_tower(2, lock_projection=True)) == counts[2] - spec["image_projection"]
     with pytest.raises(ValueError, match="lock_projection"):
-        model.lock_image_tower(2, lock_projection=True)
+        model.lock_image_tower(1, lock_projection=True)  # only the projection asked, and asked locked
 
 
 def test_lock_text_tower_counts_open_clip_groups(model, kind):
@@ -132,10 +135,12 @@ def test_lock_text_tower_counts_open_clip_groups(model, kind):
     assert counts[2] - counts[1] == _numel(_last_text_layer(model, kind)) + spec["text_last_extra"]
     assert all(a < b for a, b in zip(counts[1:], counts[2:]))
     everything = count_trainable(model.unlock_text_tower())
-    assert counts[-1] <= everything  # all groups: the whole tower (MiniLM's unused pooler aside)
+    assert everything - counts[-1] == spec["text_outside_groups"]  # all groups: the whole tower but MiniLM's pooler
     for bad in (-1, spec["text_groups"] + 1):
         with pytest.raises(ValueError, match="unlocked_layers"):
             model.lock_text_tower(bad)
+    model.lock_text_tower(lock_projection=True)
+    assert count_trainable(model.lock_text_tower(2, lock_projection=True)) == counts[2] - spec["text_projection"]
     with pytest.raises(ValueError, match="lock_projection"):
         model.lock_text_tower(1, lock_projection=True)
 

@@ -156,7 +156,8 @@ class ClipModel(nn.Module):
 
         Groups, first to last: the CNN's stem, each residual block, the projection. So ``0`` freezes
         the CNN (and its batch-norm statistics), ``1`` trains the projection only, ``2`` the last
-        block too. The projection stays trainable unless ``lock_projection`` (then only with ``0``).
+        block too. The projection stays trainable unless ``lock_projection`` (then it is frozen
+        whatever the count, and ``1`` is refused).
         """
         check_unlocked(unlocked_groups, len(self.backbone.blocks) + 1, "unlocked_groups", lock_projection)
         self.backbone.set_trainable(last_blocks=max(unlocked_groups - 1, 0))
@@ -174,7 +175,8 @@ class ClipModel(nn.Module):
 
         Groups, first to last: the embeddings, each of the 6 transformer layers, the projection.
         So ``0`` freezes MiniLM, ``1`` trains the projection only, ``2`` the last layer too. The
-        projection stays trainable unless ``lock_projection`` (then only with ``0``).
+        projection stays trainable unless ``lock_projection`` (then it is frozen whatever the
+        count, and ``1`` is refused).
         """
         groups = self._text_groups()
         check_unlocked(unlocked_layers, len(groups), "unlocked_layers", lock_projection)

@@ -137,8 +137,8 @@ class OpenClipModel(nn.Module):
 
     def lock_image_tower(self, unlocked_groups: int = 0, *, lock_projection: bool = False) -> "OpenClipModel":
         """Freeze the visual tower except its last ``unlocked_groups`` groups: open_clip's
-        ``lock_image_tower(unlocked_groups, freeze_bn_stats=True)``, then the projection is made
-        trainable again unless ``lock_projection`` (open_clip counts it as the last group)."""
+        ``lock_image_tower(unlocked_groups, freeze_bn_stats=True)``; then the projection (open_clip's
+        last group) is made trainable, or frozen when ``lock_projection``."""
         check_unlocked(unlocked_groups, self._image_group_count(), "unlocked_groups", lock_projection)
         self.model.lock_image_tower(unlocked_groups=unlocked_groups, freeze_bn_stats=True)
         for parameter in self._projections("image"):
@@ -157,7 +157,8 @@ class OpenClipModel(nn.Module):
     def lock_text_tower(self, unlocked_layers: int = 0, *, lock_projection: bool = False) -> "OpenClipModel":
         """Freeze the text tower except its last ``unlocked_layers`` groups: open_clip's
         ``lock_text_tower(unlocked_layers)`` (groups: embeddings, each block, the last block with
-        the final layer norm, the projection); the projection stays trainable unless ``lock_projection``."""
+        the final layer norm, the projection); then the projection is made trainable, or frozen when
+        ``lock_projection``."""
         check_unlocked(unlocked_layers, self._text_group_count(), "unlocked_layers", lock_projection)
         for parameter in self._text_parameters():
             parameter.requires_grad_(False)  # open_clip leaves text parts outside its groups untouched

@@ -8,7 +8,9 @@ A :class:`ClipLike` model is a ``torch.nn.Module`` with open_clip's verbs:
   and ``model.tokenizer(texts)`` give what the encoders take;
 - ``lock_image_tower(unlocked_groups=0)`` / ``lock_text_tower(unlocked_layers=0)`` freeze a tower
   except its last groups (open_clip's counting: the projection is the last group, the last block
-  the one before it, the embeddings the first); ``unlock_*`` make a tower trainable again;
+  the one before it, the embeddings the first). The projection stays trainable unless
+  ``lock_projection=True``, which freezes it whatever the count; ``unlock_*`` make a tower
+  trainable again;
 - ``param_groups(...)`` gives optimizer groups with one learning rate per part;
 - ``save(directory, card)`` writes a folder that :func:`ecmm.models.clip.load_clip_model` reads.
 
@@ -99,16 +101,17 @@ def check_unlocked(count: int, available: int | None, what: str, lock_projection
         count: the requested ``unlocked_groups`` / ``unlocked_layers``.
         available: how many groups the tower has (None: unknown, only ``count >= 0`` is checked).
         what: the argument's name, for the message.
-        lock_projection: the projection is the last group, so it cannot be both locked and unlocked.
+        lock_projection: the projection (the last group) is frozen whatever ``count`` says, so
+            ``count == 1`` would ask for nothing to train.
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"{what} must be a non-negative integer; got {count!r}")
     if available is not None and count > available:
         raise ValueError(f"{what}={count} but this tower has only {available} groups "
                          f"(embeddings, each block, projection)")
-    if lock_projection and count > 0:
-        raise ValueError(f"lock_projection=True with {what}={count}: the projection is the last group, "
-                         f"so it would stay trainable; use {what}=0 to lock it")
+    if lock_projection and count == 1:
+        raise ValueError(f"lock_projection=True with {what}=1: the projection is the last group, the only one "
+                         f"asked to train; use {what}=0 (nothing trains) or 2 (the last block, projection locked)")
 
 
 def build_param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], part_of: Callable[[str], str],
