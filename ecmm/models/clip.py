@@ -31,8 +31,8 @@ from ecmm.artifacts import CARD_NAME, ArtifactError, assets_home, read_card
 from ecmm.device import get_device
 from ecmm.models.offline_clip import (OFFLINE_CLIP_NAME, ClipConfig, ClipModel, ClipTokenizer, build_offline_clip,
                                       load_offline_clip)
-from ecmm.models.openclip import (DEFAULT_TAGS, OPEN_CLIP_KIND, OpenClipModel, OpenClipPreprocess, create_open_clip,
-                                  load_open_clip)
+from ecmm.models.openclip import (DEFAULT_PRETRAINED_TAGS, OPEN_CLIP_KIND, OpenClipModel, OpenClipPreprocess,
+                                  create_open_clip, load_open_clip)
 from ecmm.models.protocol import ClipLike, move_tokens
 
 __all__ = [
@@ -40,10 +40,6 @@ __all__ = [
     "build_offline_clip", "create_clip_model", "load_clip_model", "move_tokens", "embed_images", "embed_texts",
     "cached_text_features", "save_clip_checkpoint", "load_clip_checkpoint", "pretrained_clip_dir", "count_trainable",
 ]
-
-OFFLINE_CLIP_MODELS: tuple[str, ...] = (OFFLINE_CLIP_NAME,)
-DEFAULT_HUB_TAGS = DEFAULT_TAGS  # default pretrained tag per open_clip architecture (pretrained=True)
-
 
 def pretrained_clip_dir() -> Path:
     """``ECMM_HOME/assets/clip``: the offline model's pretrained weights (built by ``ecmm prepare``)."""
@@ -88,7 +84,7 @@ def create_clip_model(
         pretrained: offline: ``True`` loads the kit's contrastively pretrained weights
             (``ECMM_HOME/assets/clip``), ``False`` the pretrained CNN + MiniLM with fresh
             projections, ``"scratch"`` a randomly initialised CNN. open_clip: ``True`` picks a
-            default tag (``DEFAULT_HUB_TAGS``), a string is a tag or a local ``.pt`` / ``.bin`` /
+            default tag (``DEFAULT_PRETRAINED_TAGS``), a string is a tag or a local ``.pt`` / ``.bin`` /
             ``.safetensors`` file, ``False`` / ``None`` random weights. A folder: ``True``.
         device: where to put the model; None picks the best available.
 
@@ -101,7 +97,7 @@ def create_clip_model(
         ValueError: an unknown name, or a ``pretrained`` value that does not fit the name.
     """
     device = get_device(device)
-    if name in OFFLINE_CLIP_MODELS:
+    if name == OFFLINE_CLIP_NAME:
         if pretrained is True:
             folder = pretrained_clip_dir()
             if not (folder / CARD_NAME).is_file():
@@ -120,12 +116,12 @@ def create_clip_model(
 
         known = open_clip.list_models()
         if name not in known:
-            close = difflib.get_close_matches(name, [*OFFLINE_CLIP_MODELS, *known], n=3)
+            close = difflib.get_close_matches(name, [OFFLINE_CLIP_NAME, *known], n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown CLIP model {name!r}: use 'ecmm-clip', a folder written by model.save, or a "
                              f"name from open_clip.list_models().{hint}")
         if pretrained is True:
-            tag = DEFAULT_HUB_TAGS.get(name) or next(iter(open_clip.list_pretrained_tags_by_model(name)), None)
+            tag = DEFAULT_PRETRAINED_TAGS.get(name) or next(iter(open_clip.list_pretrained_tags_by_model(name)), None)
             if tag is None:
                 raise ValueError(f"{name!r} has no pretrained tag: pass pretrained='<checkpoint file>' or False")
         elif pretrained in (False, None):

@@ -133,7 +133,8 @@ class ClipModel(nn.Module):
         """``exp(logit_scale)`` clamped to ``config.max_logit_scale`` (a scalar tensor)."""
         return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
 
-    def forward(self, images: torch.Tensor, tokens: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor,
+                tokens: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(image_emb (B, E), text_emb (B, E), scale ())`` for :func:`ecmm.losses.clip_loss`."""
         return self.encode_image(images), self.encode_text(tokens), self.scale()
 

@@ -9,6 +9,7 @@ and :meth:`OpenClipModel.save` writes a folder that open_clip itself can read ba
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,10 +20,11 @@ from torch import nn
 from ecmm.artifacts import write_artifact
 from ecmm.models.protocol import build_param_groups, check_unlocked
 
-__all__ = ["OPEN_CLIP_KIND", "DEFAULT_TAGS", "OpenClipPreprocess", "OpenClipModel", "create_open_clip", "load_open_clip"]
+__all__ = ["OPEN_CLIP_KIND", "DEFAULT_PRETRAINED_TAGS", "OpenClipPreprocess", "OpenClipModel", "create_open_clip",
+           "load_open_clip"]
 
 OPEN_CLIP_KIND = "open_clip"
-DEFAULT_TAGS: dict[str, str] = {"ViT-B-32": "laion2b_s34b_b79k", "MobileCLIP-S1": "datacompdr"}
+DEFAULT_PRETRAINED_TAGS: dict[str, str] = {"ViT-B-32": "laion2b_s34b_b79k", "MobileCLIP-S1": "datacompdr"}
 MAX_LOGIT_SCALE = 100.0  # exp(logit_scale) is clamped to this, as in CLIP
 HEAD_NAMES = ("logit_scale", "logit_bias", "visual.proj", "text_projection", "text_projection.weight",
               "text_projection.bias", "text.text_projection", "text.proj.weight", "text.proj.bias")
@@ -224,7 +226,13 @@ def create_open_clip(name: str, pretrained: str | None) -> OpenClipModel:
             raise ValueError(f"{pretrained!r} is neither a checkpoint file nor a pretrained tag of {name!r} "
                              f"(tags: {tags or 'none'})")
     config = open_clip.get_model_config(name)
-    model, _, transform = open_clip.create_model_and_transforms(name, pretrained=pretrained, device="cpu")
+    disabled = logging.root.manager.disable
+    if pretrained is None:  # random init is what was asked: open_clip's warning about it is noise here
+        logging.disable(max(disabled, logging.WARNING))
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(name, pretrained=pretrained, device="cpu")
+    finally:
+        logging.disable(disabled)
     return OpenClipModel(model, name, config, OpenClipPreprocess(transform), open_clip.get_tokenizer(name)).eval()
 
 
