@@ -22,3 +22,16 @@ def test_seed_everything_repeats_draws():
     first = torch.rand(4)
     seed_everything(3)
     assert torch.equal(first, torch.rand(4))
+
+
+@pytest.mark.parametrize("choice", ["tpu", "gpu", "cuda:x", ""])
+def test_an_unknown_device_names_the_allowed_values(monkeypatch, choice):
+    if not choice:  # an empty ECMM_DEVICE means "pick the best"
+        monkeypatch.setenv("ECMM_DEVICE", choice)
+        assert get_device().type in ("cpu", "cuda", "mps")
+        return
+    monkeypatch.setenv("ECMM_DEVICE", choice)
+    with pytest.raises(ValueError, match="ECMM_DEVICE .* use one of cpu, cuda, cuda:N or mps"):
+        get_device()
+    with pytest.raises(ValueError, match="use one of cpu, cuda, cuda:N or mps"):
+        get_device(choice)

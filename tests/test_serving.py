@@ -208,3 +208,170 @@ def test_an_unexpected_error_is_json_not_a_bare_500():
     assert response.status_code == 500 and response.headers["content-type"] == "application/json"
     assert "ZeroDivisionError" in response.json()["detail"] and "Internal Server Error" not in response.text
     assert LIMITS.search_k == 100  # the default table is untouched by the app
+
+
+# --- hostile but fair input: each case is the exact request that used to fail -------------------
+
+def bomb_png(width=30_000, height=30_000):
+    """74 bytes: a PNG header that claims ``width x height`` RGB pixels, and almost no data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    pixels = chunk(b"IDAT", zlib.compress(b"\x00" * 16)[:17].ljust(17, b"\x00"))
+    return b"\x89PNG\r\n\x1a\n" + header + pixels + chunk(b"IEND", b"")
+
+
+def real_client(**limits):
+    backends = Backends(search=lambda: FakeSearch(), recommend=lambda: fake_recommend,
+                        support=lambda: fake_support, photo=lambda: fake_photo)
+    return TestClient(create_app(backends, Limits(**limits)), raise_server_exceptions=False)
+
+
+def test_a_decompression_bomb_is_400_on_every_upload_path():
+    bomb = bomb_png()
+    assert len(bomb) == 74
+    client = real_client()
+    responses = [client.post("/search", files={"image": ("bomb.png", bomb, "image/png")}),
+                 client.post("/support", data={"message": "hi"}, files={"image": ("bomb.png", bomb, "image/png")}),
+                 client.post("/support", json={"message": "hi", "image": base64.b64encode(bomb).decode()})]
+    for response in responses:
+        assert response.status_code == 400 and "4096x4096" in response.json()["detail"]
+
+
+def _stream(app, path, content_type, first, filler, total):
+    """POST a chunked body (1 MB chunks) through httpx's ASGI transport; count the chunks read."""
+    import asyncio
+
+    import httpx
+
+    sent = []
+
+    async def body():
+        yield first
+        while sum(sent) < total:
+            sent.append(1 << 20)
+            yield filler * (1 << 20)
+
+    async def post():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(path, content=body(), headers={"content-type": content_type})
+
+    response = asyncio.run(post())
+    return response, sum(sent)
+
+
+@pytest.mark.parametrize("path, content_type, first, total", [
+    ("/support", "application/json", b'{"message": "hi", "pad": "', 200 << 20),  # 200 MB JSON
+    ("/search", "multipart/form-data; boundary=XyZ",
+     b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n',
+     100 << 20),  # 100 MB upload
+])
+def test_a_chunked_body_over_the_cap_is_413_before_it_is_read(path, content_type, first, total):
+    app = create_app(Backends(search=lambda: FakeSearch(), support=lambda: fake_support))
+    response, read = _stream(app, path, content_type, first, b"x", total)
+    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+    assert read <= LIMITS.request_bytes + (2 << 20)  # stopped within a chunk or two of the cap
+    assert read < total / 20
+
+
+def test_a_declared_length_over_the_cap_is_413_at_once(built):
+    client, _, _ = built
+    response = client.post("/support", content=b"{}", headers={"content-type": "application/json",
+                                                               "content-length": str(10**9)})
+    assert response.status_code == 413
+
+
+def test_an_unpaired_surrogate_is_400_not_500():
+    client = real_client()
+    response = client.post("/support", content=b'{"message": "where \\ud800 order"}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "UTF-8" in response.json()["detail"]
+    assert client.get("/search", params={"q": "red \udcff bag".encode("utf-8", "surrogatepass")}).status_code < 500
+
+
+def _damaged_home(tmp_path, monkeypatch):
+    """A temporary ECMM_HOME holding a shop model, recommender embeddings and support weights,
+    each truncated after its card was written; the registry is kept from rebuilding them."""
+    from ecmm.artifacts import write_artifact
+    from ecmm.assets import asset_dir
+
+    monkeypatch.setenv("ECMM_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("ecmm.assets.ensure_asset", lambda name, **kwargs: asset_dir(name))
+    files = {"shop_clip": "model.safetensors", "recommender": "embeddings.safetensors", "support": "model.safetensors"}
+    for name, file in files.items():
+        folder = write_artifact(asset_dir(name), lambda temporary, file=file: (temporary / file).write_bytes(b"w" * 4096),
+                                {"asset": name})
+        (folder / file).write_bytes(b"w" * 100)  # truncated
+    return files
+
+
+def test_a_damaged_cache_is_503_naming_the_repair_command(tmp_path, monkeypatch):
+    from ecmm.artifacts import REPAIR_COMMAND, read_card
+    from ecmm.assets import asset_dir
+    from ecmm.serving import default_backends
+
+    _damaged_home(tmp_path, monkeypatch)
+    monkeypatch.setattr("ecmm.app.load_shop", lambda: read_card(asset_dir("recommender")))
+    client = TestClient(create_app(default_backends()), raise_server_exceptions=False)
+    for response in (client.get("/search", params={"q": "bag"}), client.get("/recommend", params={"user": "u00001"}),
+                     client.post("/support", json={"message": "where is my order?"})):
+        assert response.status_code == 503
+        assert REPAIR_COMMAND in response.json()["detail"] and "damaged" in response.json()["detail"]
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "not ready"
+    assert {"shop_clip", "recommender", "support"} <= set(health.json()["not_ready"])
+    assert health.json()["repair"] == REPAIR_COMMAND
+
+
+def test_docs_load_nothing_remote():
+    client = real_client()
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    assert client.get("/openapi.json").status_code == 200
+    page = client.get("/").text
+    assert "jsdelivr" not in page and "unpkg" not in page and "/docs" in page  # the page says why
+    assert 'src="http' not in page and 'href="http' not in page and "//" not in page.replace("://", "")
+
+
+@pytest.mark.parametrize("format, status", [("PNG", 200), ("JPEG", 200), ("WEBP", 200), ("GIF", 415), ("BMP", 415),
+                                            ("TIFF", 415), ("ICO", 415), ("PPM", 415)])
+def test_only_png_jpeg_and_webp_are_accepted(format, status):
+    client = real_client()
+    payload = png_bytes(size=(16, 16), format=format)
+    assert client.post("/search", files={"image": ("photo", payload, "image/png")}).status_code == status
+    response = client.post("/support", data={"message": "broken"}, files={"image": ("photo", payload, "image/png")})
+    assert response.status_code == status
+    if status == 415:
+        assert "PNG, JPEG or WebP" in response.json()["detail"]
+
+
+def test_security_headers_on_pages_answers_and_errors():
+    client = real_client()
+    for response in (client.get("/"), client.get("/search", params={"q": "bag"}), client.get("/search"),
+                     client.get("/health"), client.get("/nowhere")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "http" not in policy
+
+
+def test_the_page_script_and_style_are_the_ones_the_policy_allows():
+    from ecmm.serving import SECURITY_HEADERS, _csp_hash
+    from ecmm.serving_page import PAGE_HTML, PAGE_SCRIPT, PAGE_STYLE
+
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    assert f"<script>{PAGE_SCRIPT}</script>" in PAGE_HTML and _csp_hash(PAGE_SCRIPT) in policy
+    assert f"<style>{PAGE_STYLE}</style>" in PAGE_HTML and _csp_hash(PAGE_STYLE) in policy
+
+
+def test_recommend_messages_keep_their_quotes_and_say_what_to_type():
+    client = real_client()
+    unknown = client.get("/recommend", params={"user": "nobody"}).json()["detail"]
+    assert unknown == "unknown user 'nobody': use an id such as 'u00001'"
+    empty = client.get("/recommend", params={"user": "  "}).json()["detail"]
+    assert empty == "the user id is empty: type a user id such as u00042"
+    assert "looking for" not in empty
