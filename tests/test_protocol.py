@@ -175,6 +175,7 @@ def test_save_and_load_give_bit_identical_outputs(model, kind, tmp_path):
     loaded = load_clip_model(folder, device="cpu")
     again, preprocess, tokenizer = create_clip_model(str(folder), device="cpu")
     assert type(loaded) is type(model) and loaded.name == model.name
+    assert preprocess is again.preprocess and tokenizer is again.tokenizer  # the factory returns the model's own
     pixels, tokens = model.preprocess(_images(2)), model.tokenizer(TEXTS)
     with torch.no_grad():
         for other in (loaded, again):

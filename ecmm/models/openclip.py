@@ -26,8 +26,11 @@ __all__ = ["OPEN_CLIP_KIND", "DEFAULT_PRETRAINED_TAGS", "OpenClipPreprocess", "O
 OPEN_CLIP_KIND = "open_clip"
 DEFAULT_PRETRAINED_TAGS: dict[str, str] = {"ViT-B-32": "laion2b_s34b_b79k", "MobileCLIP-S1": "datacompdr"}
 MAX_LOGIT_SCALE = 100.0  # exp(logit_scale) is clamped to this, as in CLIP
-HEAD_NAMES = ("logit_scale", "logit_bias", "visual.proj", "text_projection", "text_projection.weight",
-              "text_projection.bias", "text.text_projection", "text.proj.weight", "text.proj.bias")
+IMAGE_PROJECTIONS = ("visual.proj", "visual.head.proj.weight", "visual.head.proj.bias",  # ViT, timm trunk
+                     "visual.attnpool.c_proj.weight", "visual.attnpool.c_proj.bias")  # open_clip's ResNets
+TEXT_PROJECTIONS = ("text_projection", "text_projection.weight", "text_projection.bias", "text.text_projection",
+                    "text.proj.weight", "text.proj.bias")
+HEAD_NAMES = ("logit_scale", "logit_bias", *IMAGE_PROJECTIONS, *TEXT_PROJECTIONS)
 
 
 class OpenClipPreprocess:
@@ -132,9 +135,7 @@ class OpenClipModel(nn.Module):
         return len(transformer.resblocks) + 1 + int(getattr(text, "text_projection", None) is not None)
 
     def _projections(self, tower: str) -> list[nn.Parameter]:
-        names = ("visual.proj", "visual.head.proj.weight", "visual.head.proj.bias") if tower == "image" else \
-            ("text_projection", "text_projection.weight", "text_projection.bias", "text.text_projection",
-             "text.proj.weight", "text.proj.bias")
+        names = IMAGE_PROJECTIONS if tower == "image" else TEXT_PROJECTIONS
         return [parameter for name, parameter in self.model.named_parameters() if name in names]
 
     def lock_image_tower(self, unlocked_groups: int = 0, *, lock_projection: bool = False) -> "OpenClipModel":
@@ -181,7 +182,7 @@ class OpenClipModel(nn.Module):
         ``"image"`` (the visual trunk), ``"text"`` (the text trunk)."""
         def part_of(name: str) -> str:
             name = name.removeprefix("model.")
-            return "head" if name in HEAD_NAMES or name.startswith("visual.head.proj") else \
+            return "head" if name in HEAD_NAMES else \
                 "image" if name.startswith("visual.") else "text"
 
         return build_param_groups(self.named_parameters(), part_of,

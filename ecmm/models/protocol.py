@@ -106,6 +106,8 @@ def check_unlocked(count: int, available: int | None, what: str, lock_projection
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"{what} must be a non-negative integer; got {count!r}")
+    if available == 0 and count > 0:
+        raise ValueError(f"{what}={count}: this tower can only be locked as a whole ({what}=0)")
     if available is not None and count > available:
         raise ValueError(f"{what}={count} but this tower has only {available} groups "
                          f"(embeddings, each block, projection)")
