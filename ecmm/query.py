@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["QueryVocabulary", "ParsedQuery", "load_vocabulary", "parse_query", "normalise_text",
+__all__ = ["QueryVocabulary", "ParsedQuery", "build_vocabulary", "load_vocabulary", "parse_query", "normalise_text",
+           "load_query_set", "query_relevance",
            "MISSPELLING_CUTOFF"]
 
 MISSPELLING_CUTOFF = 0.84  # difflib similarity a word needs to count as a misspelling of a vocabulary word
@@ -188,3 +189,39 @@ def parse_query(query: str, vocabulary: QueryVocabulary | None = None) -> Parsed
         types.extend(t for t in found[1] if t not in types)
     remainder = " ".join(word for word in rest if word not in _STOPWORDS)
     return ParsedQuery(tuple(colours), tuple(types), max_price, min_price, corrections, remainder)
+
+
+def load_query_set(name: str = "freeform") -> list[dict]:
+    """A labelled query set kept in the package (``resources/queries_<name>.json``).
+
+    Returns:
+        Dicts with ``query``, ``kind``, ``product_types``, ``colours`` (empty = any colour) and
+        optional ``max_price`` / ``min_price``.
+    """
+    path = _RESOURCES / f"queries_{name}.json"
+    if not path.is_file():
+        raise ValueError(f"no query set {name!r}; the package has "
+                         f"{sorted(p.stem.removeprefix('queries_') for p in _RESOURCES.glob('queries_*.json'))}")
+    return json.loads(path.read_text(encoding="utf-8"))["queries"]
+
+
+def query_relevance(queries: list[dict], catalog) -> "np.ndarray":
+    """Which catalog rows satisfy each labelled query (type listed, colour listed, price in range).
+
+    Shapes:
+        ``Q`` queries, ``N`` rows -> ``(Q, N)`` bool.
+    """
+    import numpy as np
+
+    types = catalog["product_type"].to_numpy()
+    colours = catalog["colour"].to_numpy()
+    prices = catalog["price"].to_numpy(dtype=np.float64)
+    relevance = np.zeros((len(queries), len(catalog)), dtype=bool)
+    for row, labels in enumerate(queries):
+        match = np.isin(types, labels["product_types"])
+        if labels.get("colours"):
+            match &= np.isin(colours, labels["colours"])
+        match &= prices <= labels.get("max_price", np.inf)
+        match &= prices >= labels.get("min_price", -np.inf)
+        relevance[row] = match
+    return relevance

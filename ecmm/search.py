@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ecmm.attributes import predict_tags, zero_shot_weights
 from ecmm.device import get_device
+from ecmm.hybrid import HybridBlend, reciprocal_rank_fusion
 from ecmm.index import EmbeddingIndex
-from ecmm.metrics.retrieval import retrieval_report
+from ecmm.lexical import BM25Index
+from ecmm.metrics.retrieval import first_relevant_ranks, mean_reciprocal_rank, recall_at_k, retrieval_report
 from ecmm.models.clip import embed_images, embed_texts
+from ecmm.query import QueryVocabulary, parse_query, query_relevance
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "load_catalog_search", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
-           "zero_shot_weights"]
+           "DEFAULT_MODE", "zero_shot_weights", "request_queries", "evaluate_queries", "build_catalog_index"]
 
 RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "score")
 SEARCH_MODES = ("dense", "lexical", "hybrid")  # ways search_text can rank the catalog
+DEFAULT_MODE = "hybrid"  # the best measured mode on the free-form queries (notebook 05)
 MAX_QUERY_CHARACTERS = 200  # longer text queries are refused
 GALLERY_PHOTO, QUERY_PHOTO = 0, 1  # photo positions used as gallery and as customer snapshot
 REQUEST_TEMPLATES = (  # paraphrased customer requests, never used in training
@@ -50,30 +55,6 @@ def requests_for(catalog: pd.DataFrame, seed: int = 0) -> list[str]:
     choice = rng.integers(len(REQUEST_TEMPLATES), size=len(catalog))
     return [REQUEST_TEMPLATES[c].format(colour=row.colour, product_type=row.product_type)
             for c, row in zip(choice, catalog.itertuples())]
-
-
-def zero_shot_weights(model: Any, tokenizer: Any, class_names: Sequence[str], templates: Sequence[str],
-                      device: str | torch.device | None = None) -> torch.Tensor:
-    """Zero-shot classifier weights: one normalised text embedding per class.
-
-    With several templates (``"a photo of a {}"``, ...) the class embedding is the normalised mean
-    of the templates' embeddings -- prompt ensembling.
-
-    Args:
-        model, tokenizer: a CLIP model and its tokenizer.
-        class_names: ``C`` class names.
-        templates: format strings with one ``{}``.
-        device: where to run; None picks the best available.
-
-    Returns:
-        ``(C, E)`` tensor; ``logits = image_emb @ weights.T``.
-    """
-    if not templates or any("{}" not in template for template in templates):
-        raise ValueError("templates must be a non-empty list of strings with one '{}' each")
-    texts = [template.format(name) for name in class_names for template in templates]
-    embeddings = embed_texts(model, tokenizer, texts, device=device)  # (C * T, E)
-    embeddings = embeddings.view(len(class_names), len(templates), -1).mean(dim=1)  # (C, E)
-    return torch.nn.functional.normalize(embeddings, dim=-1)
 
 
 def evaluate_retrieval(
@@ -119,33 +100,126 @@ def evaluate_retrieval(
 class CatalogSearch:
     """Search the catalog by text or by photo.
 
+    Text search ranks the catalog one of three ways (``mode``): ``"dense"`` (CLIP text->photo
+    similarity), ``"lexical"`` (BM25 over title, description and the photo's predicted tags, with
+    the query's understood words added) or ``"hybrid"`` (reciprocal-rank fusion of text->photo,
+    text->product text, BM25 and the attributes the query names; price limits filter).
+
     Args:
         model, preprocess, tokenizer: a CLIP model and its helpers.
         catalog: the catalog rows that the index holds (index id = row position).
         index: an :class:`EmbeddingIndex` of one photo per row.
         device: where queries are embedded.
+        blend: how ``"hybrid"`` fuses its signals.
+        default_mode: the mode used when ``search_text`` gets ``mode=None``.
+        vocabulary: the query parser's vocabulary; None = the offline shop's.
+        text_encoder: texts -> ``(N, D)`` embeddings for the text->text signals (product titles,
+            product type names); None = the CLIP text tower.
     """
 
     def __init__(self, model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame,
-                 index: EmbeddingIndex, device: str | torch.device | None = None) -> None:
+                 index: EmbeddingIndex, device: str | torch.device | None = None,
+                 blend: HybridBlend = HybridBlend(), default_mode: str = DEFAULT_MODE,
+                 vocabulary: QueryVocabulary | None = None,
+                 text_encoder: Callable[[list[str]], torch.Tensor] | None = None) -> None:
+        if default_mode not in SEARCH_MODES:
+            raise ValueError(f"default_mode must be one of {SEARCH_MODES}; got {default_mode!r}")
         self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
         self.catalog = catalog.reset_index(drop=True)
         self.index = index
         self.device = get_device(device)
+        self.blend, self.default_mode, self.vocabulary = blend, default_mode, vocabulary
+        self.text_encoder = text_encoder
+        self._text_side: dict[str, Any] | None = None
 
     @classmethod
     def build(cls, model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame, photos: np.ndarray,
-              backend: str = "exact", device: str | torch.device | None = None) -> "CatalogSearch":
-        """Embed photo 0 of every row of ``catalog`` and index it."""
+              backend: str = "exact", device: str | torch.device | None = None, **options: Any) -> "CatalogSearch":
+        """Embed photo 0 of every row of ``catalog`` and index it (``options`` go to the constructor)."""
         embeddings = embed_images(model, preprocess, photos[:, GALLERY_PHOTO], device=device)
         index = EmbeddingIndex(embeddings.shape[1], backend=backend)
         index.add(embeddings, ids=np.arange(len(catalog)))
-        return cls(model, preprocess, tokenizer, catalog, index, device)
+        return cls(model, preprocess, tokenizer, catalog, index, device, **options)
 
-    def _results(self, scores: torch.Tensor, ids: torch.Tensor) -> pd.DataFrame:
-        frame = self.catalog.iloc[ids[0].numpy()][list(RESULT_COLUMNS[:-1])].reset_index(drop=True)
-        frame["score"] = scores[0].numpy().round(4)
-        return frame
+    def text_side(self) -> dict[str, Any]:
+        """What text search needs beyond the photo index (built once, on first use).
+
+        Returns:
+            ``{"photos" (N, E) photo embeddings by row, "texts" (N, D) title embeddings,
+            "tags" DataFrame of predicted colour / product_type per photo, "bm25" BM25Index,
+            "types" list of product types, "type_embeddings" (T, D), "row_types" (N,) type index}``.
+        """
+        if self._text_side is None:
+            order = torch.argsort(self.index.ids)
+            photos = self.index.vectors[order]  # (N, E), row i = catalog row i
+            types = sorted(self.catalog["product_type"].astype(str).unique())
+            colours = sorted(self.catalog["colour"].astype(str).unique())
+            tags = predict_tags(photos, self.model, self.tokenizer, {"colour": colours, "product_type": types},
+                                self.device)
+            documents = [f"{row.title}. {row.description} {tag.colour} {tag.product_type}"
+                         for row, tag in zip(self.catalog.itertuples(), tags.itertuples())]
+            self._text_side = {
+                "photos": photos, "tags": tags, "bm25": BM25Index(documents), "types": types,
+                "texts": self.encode_texts(list(self.catalog["title"])),
+                "type_embeddings": self.encode_texts(types, prompt="a photo of a {}"),
+                "row_types": np.searchsorted(types, self.catalog["product_type"].astype(str).to_numpy()),
+            }
+        return self._text_side
+
+    def understand(self, query: str, nearest: int = 3) -> dict:
+        """The constraints a query names, plus the text tower's nearest product types.
+
+        Returns:
+            ``{"colours": [...], "product_types": [...], "max_price": float | None, "min_price": ...,
+            "corrections": {typo: word}, "remainder": str, "nearest_product_types": [{"product_type", "score"}]}``.
+        """
+        understood = parse_query(self._checked(query), self.vocabulary).as_dict()
+        side = self.text_side()
+        similarity = (self.encode_texts([query]) @ side["type_embeddings"].T)[0]  # (T,)
+        top = torch.topk(similarity, min(nearest, len(side["types"])))
+        understood["nearest_product_types"] = [{"product_type": side["types"][i], "score": round(float(v), 4)}
+                                               for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        return understood
+
+    def scores(self, query: str, mode: str | None = None) -> np.ndarray:
+        """Score of every catalog row for a text query (higher is better).
+
+        Returns:
+            ``(N,)`` float array aligned with ``self.catalog``.
+        """
+        mode = self._mode(mode)
+        query = self._checked(query)
+        side = self.text_side()
+        embedding = embed_texts(self.model, self.tokenizer, [query], device=self.device)  # (1, E)
+        dense_image = (embedding @ side["photos"].T.to(embedding.device))[0].cpu().numpy()  # (N,)
+        if mode == "dense":
+            return dense_image
+        parsed = parse_query(query, self.vocabulary)
+        lexical = side["bm25"].scores(" ".join([query, *parsed.corrections.values(), *parsed.colours,
+                                                *parsed.product_types]))
+        if mode == "lexical":
+            return lexical
+        matches = (2.0 * self.catalog["product_type"].isin(parsed.product_types).to_numpy()
+                   + self.catalog["colour"].isin(parsed.colours).to_numpy())  # (N,) attribute matches
+        text_embedding = self.encode_texts([query])  # (1, D)
+        signals = {
+            "dense_image": dense_image,
+            "dense_text": (text_embedding @ side["texts"].T)[0].numpy(),
+            "nearest_types": (text_embedding @ side["type_embeddings"].T)[0].numpy()[side["row_types"]]
+                             + 1e-3 * dense_image,
+            "lexical": np.where(lexical > 0, lexical, np.nan),
+            "attributes": np.where(matches > 0, matches + 1e-3 * dense_image, np.nan),
+        }
+        fused = reciprocal_rank_fusion(signals, self.blend.weights(), self.blend.rrf_k)
+        if self.blend.price_filter:
+            price = self.catalog["price"].to_numpy(dtype=np.float64)
+            outside = np.zeros(len(price), dtype=bool)
+            if parsed.max_price is not None:
+                outside |= price > parsed.max_price
+            if parsed.min_price is not None:
+                outside |= price < parsed.min_price
+            fused = np.where(outside, fused - 1.0, fused)  # RRF scores are < 1: outside goes last
+        return fused
 
     def search_text(self, query: str, k: int = 10, mode: str | None = None) -> pd.DataFrame:
         """Top-``k`` SKUs for a text query (DataFrame with ``RESULT_COLUMNS``).
@@ -153,20 +227,11 @@ class CatalogSearch:
         Args:
             query: what the shopper typed.
             k: number of results.
-            mode: ``"dense"`` (CLIP text->image); None = the default (dense for now).
+            mode: ``"dense"``, ``"lexical"`` or ``"hybrid"``; None = ``self.default_mode``.
         """
-        mode = mode or "dense"
-        if mode not in SEARCH_MODES:
-            raise ValueError(f"mode must be one of {SEARCH_MODES}; got {mode!r}")
-        if mode != "dense":
-            raise NotImplementedError(f"mode {mode!r} is not available yet; use 'dense'")
-        query = (query or "").strip()
-        if not query:
-            raise ValueError("the query is empty: type what you are looking for, e.g. 'red backpack'")
-        if len(query) > MAX_QUERY_CHARACTERS:
-            raise ValueError(f"the query has {len(query)} characters; keep it under {MAX_QUERY_CHARACTERS}")
-        embedding = embed_texts(self.model, self.tokenizer, [query], device=self.device)
-        return self._results(*self.index.search(embedding, k))
+        scores = self.scores(query, mode)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return self._results(torch.from_numpy(scores[top])[None], torch.from_numpy(top)[None])
 
     def search_image(self, image: Any, k: int = 10) -> pd.DataFrame:
         """Top-``k`` SKUs for a photo (uint8 ``(H, W, 3)`` array or PIL image)."""
@@ -180,6 +245,39 @@ class CatalogSearch:
         embedding = embed_images(self.model, self.preprocess, image[None], device=self.device)
         return self._results(*self.index.search(embedding, k))
 
+    def encode_texts(self, texts: list[str], prompt: str = "{}") -> torch.Tensor:
+        """Normalised embeddings of ``texts`` by the text->text encoder (CPU).
+
+        Args:
+            texts: ``N`` strings.
+            prompt: wraps each text when the CLIP text tower is the encoder (``"a photo of a {}"``).
+
+        Shapes:
+            ``N`` strings -> ``(N, D)``.
+        """
+        if self.text_encoder is None:
+            return embed_texts(self.model, self.tokenizer, [prompt.format(t) for t in texts], device=self.device)
+        return torch.nn.functional.normalize(torch.as_tensor(self.text_encoder(list(texts))).float().cpu(), dim=-1)
+
+    def _mode(self, mode: str | None) -> str:
+        mode = self.default_mode if mode is None else mode
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {SEARCH_MODES}; got {mode!r}")
+        return mode
+
+    @staticmethod
+    def _checked(query: str) -> str:
+        query = (query or "").strip()
+        if not query:
+            raise ValueError("the query is empty: type what you are looking for, e.g. 'red backpack'")
+        if len(query) > MAX_QUERY_CHARACTERS:
+            raise ValueError(f"the query has {len(query)} characters; keep it under {MAX_QUERY_CHARACTERS}")
+        return query
+
+    def _results(self, scores: torch.Tensor, ids: torch.Tensor) -> pd.DataFrame:
+        frame = self.catalog.iloc[ids[0].numpy()][list(RESULT_COLUMNS[:-1])].reset_index(drop=True)
+        frame["score"] = scores[0].numpy().round(4)
+        return frame
 
 def load_catalog_search(device: str | torch.device | None = None, progress: bool = True) -> CatalogSearch:
     """The catalog search of the offline shop with the fine-tuned shop model (index cached).
@@ -208,3 +306,40 @@ def results_to_records(frame: pd.DataFrame) -> list[dict]:
     return [{key: (round(float(value), 4) if key == "score" else str(value)) for key, value in row.items()}
             for row in frame[list(RESULT_COLUMNS)].to_dict("records")]
 
+
+
+def request_queries(catalog: pd.DataFrame, split: str = "test_colours", count: int = 100, seed: int = 0) -> list[dict]:
+    """The kit's paraphrased requests for ``count`` SKUs of one split, labelled like the free-form set.
+
+    Returns:
+        Dicts with ``query``, ``kind="request"``, ``product_types`` and ``colours`` of the SKU.
+    """
+    rows = np.flatnonzero(catalog["split"].to_numpy() == split)
+    rows = np.random.default_rng(seed).permutation(rows)[:count]
+    requests = requests_for(catalog, seed)
+    return [{"query": requests[i], "kind": "request", "product_types": [catalog["product_type"].iloc[i]],
+             "colours": [catalog["colour"].iloc[i]]} for i in sorted(rows)]
+
+
+def evaluate_queries(search: CatalogSearch, queries: list[dict], modes: Sequence[str] = SEARCH_MODES) -> pd.DataFrame:
+    """R@1, R@10 and MRR of every mode, per query kind and over all queries.
+
+    Args:
+        search: the search to evaluate (its catalog decides relevance).
+        queries: labelled queries (see :func:`ecmm.query.load_query_set`).
+        modes: the modes to compare.
+
+    Returns:
+        DataFrame with columns ``mode, kind, queries, R@1, R@10, MRR`` (kind ``"all"`` = every query).
+    """
+    relevance = query_relevance(queries, search.catalog)  # (Q, N)
+    kinds = np.array([item["kind"] for item in queries])
+    rows = []
+    for mode in modes:
+        scores = np.stack([search.scores(item["query"], mode) for item in queries])  # (Q, N)
+        ranks = first_relevant_ranks(scores, relevance)
+        for kind in [*sorted(set(kinds)), "all"]:
+            chosen = ranks if kind == "all" else ranks[kinds == kind]
+            rows.append({"mode": mode, "kind": kind, "queries": len(chosen), "R@1": recall_at_k(chosen, 1),
+                         "R@10": recall_at_k(chosen, 10), "MRR": mean_reciprocal_rank(chosen)})
+    return pd.DataFrame(rows)
