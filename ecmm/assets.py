@@ -227,6 +227,7 @@ def _build(asset: Asset, progress: bool) -> None:
     staging = folder.with_name(f".{folder.name}.build-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     builder = _builder(asset)
+    staging.mkdir()
     try:
         arguments: dict[str, Any] = {"progress": progress}
         if asset.model_from:

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         if wanted:
             try:
                 ensure_asset(asset.name, force=args.force)
-            except (ArtifactError, MissingBuilderError) as error:
+            except (ArtifactError, MissingBuilderError, RuntimeError, OSError, ValueError) as error:
+                # the old folder is still in place: a failed build never replaces it
                 print(f"{asset.name:9s} failed: {error}", file=sys.stderr)
                 failures += 1
                 continue

@@ -1,0 +1,201 @@
+"""Tests for ecmm.assets, the registry behind `ecmm prepare`, with tiny stub builders."""
+
+import json
+
+import pytest
+
+from ecmm import assets
+from ecmm.artifacts import CARD_NAME, ArtifactError, forget_verified, read_card, write_artifact
+
+CONTRACT = {  # asset -> builder named by the kit's layers (imported only when run)
+    "catalog": "ecmm.data.store:write_catalog",
+    "source": "ecmm.data.store:write_source_corpus",
+    "backbone": "ecmm.pretraining.backbone:build",
+    "clip": "ecmm.pretraining.clip:build",
+    "shop_clip": "ecmm.finetune:build_shop_model",
+    "support": "ecmm.service.assistant:build_support_classifier",
+    "search_index": "ecmm.search:build_catalog_index",
+    "recommender": "ecmm.recsys.embeddings:build_content_embeddings",
+}
+
+
+def stub_builders(log, payloads=None):
+    """Builders writing one small file each (``payloads[name]`` or the name repeated); calls go to ``log``."""
+    payloads = payloads if payloads is not None else {}
+
+    def make(name):
+        def build(folder, progress=True, model=None):
+            log.append(name)
+            payload = payloads.get(name, name.encode() * 50)
+            write_artifact(folder, lambda temporary: (temporary / "data.bin").write_bytes(payload),
+                           {"asset": name, "recipe": {"version": 1}, "model": repr(model)})
+        return build
+
+    return {asset.name: make(asset.name) for asset in assets.ASSETS}
+
+
+@pytest.fixture()
+def stub_home(tmp_path, monkeypatch):
+    """A temporary ECMM_HOME where every builder is a stub; yields the list of builds."""
+    monkeypatch.setenv("ECMM_HOME", str(tmp_path))
+    monkeypatch.setattr("ecmm.models.clip.load_clip_model", lambda folder, device=None: f"model<{folder.name}>",
+                        raising=False)
+    forget_verified()
+    log, payloads = [], {}
+    with assets.override_builders(stub_builders(log, payloads)):
+        yield log, payloads
+    forget_verified()
+
+
+def test_registry_lists_every_cached_artefact_with_its_builder():
+    assert {a.name: a.builder for a in assets.ASSETS} == CONTRACT
+    assert [a.name for a in assets.ASSETS if a.default] == ["catalog", "source", "backbone", "clip", "shop_clip"]
+
+
+def test_dependencies_come_first_in_registry_order():
+    seen = set()
+    for asset in assets.ASSETS:
+        assert set(asset.depends_on) <= seen, asset.name
+        assert asset.model_from is None or asset.model_from in asset.depends_on
+        seen.add(asset.name)
+    assert assets.get_asset("search_index").depends_on == ("shop_clip", "catalog")
+    assert assets.get_asset("clip").depends_on == ("backbone", "source")
+
+
+def test_unknown_asset_names_the_choices():
+    with pytest.raises(ValueError, match="choose from"):
+        assets.asset_dir("everything")
+    with pytest.raises(ValueError, match="Unknown assets"):
+        with assets.override_builders({"everything": print}):
+            pass
+
+
+def test_ensure_builds_dependencies_first_then_reuses(stub_home):
+    log, _ = stub_home
+    folder = assets.ensure_asset("search_index", progress=False)
+    assert log == ["source", "backbone", "clip", "catalog", "shop_clip", "search_index"]
+    card = read_card(folder)
+    assert card["model"] == "'model<shop_clip>'"  # the builder got the shop model
+    assert set(card["built_from"]) == {"shop_clip", "catalog"}
+    assets.ensure_asset("search_index", progress=False)
+    assert len(log) == 6  # everything ok: nothing rebuilt
+    assert [s.status for s in assets.check_assets()] == ["ok"] * 5 + ["missing", "ok", "missing"]
+
+
+def test_damaged_missing_and_outdated_are_rebuilt(stub_home):
+    log, _ = stub_home
+    folder = assets.ensure_asset("catalog", progress=False)
+    (folder / "data.bin").write_bytes(b"x")
+    assert assets.asset_status("catalog").status == "damaged"
+    assets.ensure_asset("catalog", progress=False)
+    assert log == ["catalog", "catalog"] and assets.asset_status("catalog").status == "ok"
+
+
+def test_recipe_version_decides_outdated(stub_home, monkeypatch):
+    log, _ = stub_home
+    assets.ensure_asset("catalog", progress=False)
+    builder = assets.get_asset("catalog").builder
+    monkeypatch.setattr(builder, "RECIPE_VERSION", 2, raising=False)
+    status = assets.asset_status("catalog")
+    assert status.status == "outdated" and "recipe version 1, the kit's is 2" in status.detail
+    assets.ensure_asset("catalog", progress=False)
+    assert log == ["catalog", "catalog"]
+
+
+def test_rebuilt_dependency_outdates_and_rebuilds_its_dependants(stub_home):
+    log, payloads = stub_home
+    assets.ensure_asset("clip", progress=False)
+    assert log == ["source", "backbone", "clip"]
+    payloads["backbone"] = b"another backbone"  # a rebuild that gives other weights
+    assets.ensure_asset("backbone", force=True, progress=False)
+    assert log[3:] == ["backbone", "clip"]  # clip was built from the old backbone
+    payloads.pop("backbone")
+    log.clear()
+    assets.ensure_asset("backbone", force=True, progress=False)
+    assets.ensure_asset("backbone", force=True, progress=False)  # same bytes twice: clip stays
+    assert log == ["backbone", "clip", "backbone"]
+
+
+def test_legacy_card_is_used_as_a_dependency_and_rebuilt_when_asked_for(stub_home):
+    log, _ = stub_home
+    for name in ("source", "backbone"):
+        folder = assets.asset_dir(name)
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"old kit")
+        (folder / CARD_NAME).write_text(json.dumps({"sha256": "0" * 64}))
+    assets.ensure_asset("clip", progress=False)
+    assert log == ["clip"]  # the old backbone still serves
+    assert assets.asset_status("backbone").status == "outdated"
+    assets.ensure_asset("backbone", progress=False)
+    assert log == ["clip", "backbone", "clip"]
+
+
+def test_check_and_repair_rebuild_exactly_the_damaged_ones(stub_home):
+    log, payloads = stub_home
+    for name in ("clip", "support"):
+        assets.ensure_asset(name, progress=False)
+    (assets.asset_dir("support") / "data.bin").write_bytes(b"y" * len(b"support" * 50))  # same size
+    (assets.asset_dir("backbone") / CARD_NAME).write_text("{")  # corrupt card
+    statuses = {s.name: s for s in assets.check_assets()}
+    assert statuses["support"].status == "damaged" and "sha256" in statuses["support"].detail
+    assert statuses["backbone"].status == "damaged" and "card.json" in statuses["backbone"].detail
+    assert statuses["clip"].status == statuses["source"].status == "ok"
+    assert statuses["catalog"].status == "missing"
+    log.clear()
+    payloads["backbone"] = b"the backbone rebuilt differently"
+    assert assets.repair_assets(progress=False) == ["backbone", "clip", "support"]
+    assert [s.status for s in assets.check_assets()] == ["missing"] + ["ok"] * 3 + ["missing", "ok", "missing", "missing"]
+    assert assets.repair_assets(progress=False) == []
+
+
+def test_forced_rebuild_that_fails_keeps_the_good_asset(stub_home):
+    log, _ = stub_home
+    folder = assets.ensure_asset("source", progress=False)
+    card_before = (folder / CARD_NAME).read_text()
+
+    def crash(folder, progress=True):
+        (folder / "data.bin").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with assets.override_builders({"source": crash}):
+        with pytest.raises(KeyboardInterrupt):
+            assets.ensure_asset("source", force=True, progress=False)
+    assert (folder / CARD_NAME).read_text() == card_before and assets.asset_status("source").status == "ok"
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no build folder left
+
+
+def test_builder_without_checksums_gets_them_from_the_registry(stub_home):
+    def old_style(folder, progress=True):  # writes its files and a card in place, as older builders did
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.safetensors").write_bytes(b"weights")
+        (folder / CARD_NAME).write_text(json.dumps({"recipe": {"version": 1}}))
+
+    with assets.override_builders({"source": old_style}):
+        folder = assets.ensure_asset("source", progress=False)
+    card = read_card(folder)
+    assert card["files"]["model.safetensors"]["size"] == 7 and card["asset"] == "source"
+
+
+def test_builder_that_writes_no_card_is_an_error(stub_home):
+    with assets.override_builders({"source": lambda folder, progress=True: None}):
+        with pytest.raises(RuntimeError, match="wrote no card.json"):
+            assets.ensure_asset("source", progress=False)
+    assert assets.asset_status("source").status == "missing"
+
+
+def test_missing_builder_is_a_clear_error(stub_home, monkeypatch):
+    monkeypatch.setattr(assets, "ASSETS", tuple(
+        assets.Asset(a.name, a.description, a.folder, "ecmm.nowhere:build_it") if a.name == "support" else a
+        for a in assets.ASSETS))
+    assert not assets.builder_available("support") and assets.builder_available("catalog")
+    with pytest.raises(assets.MissingBuilderError, match="ecmm.nowhere.build_it"):
+        assets.ensure_asset("support", progress=False)
+
+
+def test_asset_card_is_none_when_missing_and_raises_when_damaged(stub_home):
+    assert assets.asset_card("clip") is None
+    folder = assets.ensure_asset("source", progress=False)
+    assert assets.asset_card("source")["asset"] == "source"
+    (folder / "data.bin").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="ecmm prepare --repair"):
+        assets.asset_card("source")
