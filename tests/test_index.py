@@ -1,8 +1,11 @@
 """Tests for ecmm.index.EmbeddingIndex."""
 
+import json
+
 import pytest
 import torch
 
+from ecmm.artifacts import ArtifactError, read_card
 from ecmm.index import EmbeddingIndex
 
 
@@ -44,13 +47,39 @@ def test_default_ids_continue_and_k_is_capped():
 def test_save_load_round_trip(tmp_path):
     index = EmbeddingIndex(3)
     index.add(_vectors(), ids=[5, 6, 7, 8])
-    index.save(tmp_path / "catalog")
-    assert (tmp_path / "catalog.safetensors").exists() and (tmp_path / "catalog.json").exists()
-    loaded = EmbeddingIndex.load(tmp_path / "catalog")
+    folder = index.save(tmp_path / "catalog", card={"data": {"rows": 4}})
+    card = read_card(folder)
+    assert card["kind"] == "ecmm.EmbeddingIndex" and card["size"] == 4 and card["data"] == {"rows": 4}
+    assert set(card["files"]) == {"vectors.safetensors"}
+    loaded = EmbeddingIndex.load(folder)
     assert torch.equal(loaded.search(_vectors(), 2)[1], index.search(_vectors(), 2)[1])
-    (tmp_path / "catalog.safetensors").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="sha256"):
-        EmbeddingIndex.load(tmp_path / "catalog")
+
+
+def test_damaged_index_is_refused_with_its_folder_and_command(tmp_path):
+    index = EmbeddingIndex(3)
+    index.add(_vectors())
+    folder = index.save(tmp_path / "catalog")
+    (folder / "vectors.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="7 bytes") as raised:
+        EmbeddingIndex.load(folder, command="ecmm prepare --repair")
+    assert str(folder) in str(raised.value) and "`ecmm prepare --repair`" in str(raised.value)
+    with pytest.raises(ArtifactError, match="not built"):
+        EmbeddingIndex.load(tmp_path / "nowhere")
+
+
+def test_index_of_the_earlier_layout_still_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    from ecmm.artifacts import file_sha256
+
+    save_file({"vectors": _vectors(), "ids": torch.arange(4)}, str(tmp_path / "old.safetensors"))
+    card = {"kind": "ecmm.EmbeddingIndex", "dim": 3, "backend": "exact", "size": 4,
+            "sha256": file_sha256(tmp_path / "old.safetensors")}
+    (tmp_path / "old.json").write_text(json.dumps(card))
+    assert EmbeddingIndex.load(tmp_path / "old").ids.tolist() == [0, 1, 2, 3]
+    (tmp_path / "old.safetensors").write_bytes(b"changed")
+    with pytest.raises(ArtifactError, match="sha256"):
+        EmbeddingIndex.load(tmp_path / "old")
 
 
 def test_bad_input_raises():
@@ -64,5 +93,5 @@ def test_bad_input_raises():
         index.search(torch.ones(1, 3), k=0)
     with pytest.raises(ValueError, match="one id per row"):
         index.add(torch.ones(2, 3), ids=[1])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ArtifactError, match="/nonexistent/index"):
         EmbeddingIndex.load("/nonexistent/index")
