@@ -45,7 +45,8 @@ def test_the_feature_memo_follows_weight_changes(tiny_model):
 def test_unlocked_minilm_trains_and_follows_train_mode(tiny_model):
     tiny_model.lock_text_tower(2)  # the last MiniLM layer and the projection
     layers = tiny_model.text_encoder.transformer.encoder.layer
-    assert all(p.requires_grad for p in layers[-1].parameters()) and not any(p.requires_grad for p in layers[0].parameters())
+    assert all(p.requires_grad for p in layers[-1].parameters())
+    assert not any(p.requires_grad for p in layers[0].parameters())
     tiny_model.train()
     assert tiny_model.text_encoder.training  # unlocked parts follow train mode
     tokens = tiny_model.tokenizer(["red backpack"])
