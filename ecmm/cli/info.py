@@ -28,7 +28,10 @@ def asset_report() -> list[dict]:
             from ecmm.artifacts import read_card
 
             files = read_card(status.path, verify=False).get("files") or {}
-            size = sum(int(entry.get("size", 0)) for entry in files.values()) if files else None
+            if files:
+                size = sum(int(entry.get("size", 0)) for entry in files.values())
+            else:  # a card from an older kit: what is on disk
+                size = sum(path.stat().st_size for path in status.path.rglob("*") if path.is_file())
         report.append({"name": status.name, "status": status.status, "path": str(status.path),
                        "detail": status.detail, "bytes": size})
     return report
