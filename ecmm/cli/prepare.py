@@ -44,9 +44,15 @@ def _needs_work(status, default: bool) -> bool:
 def _check(only) -> int:
     from ecmm.assets import check_assets, get_asset
 
+    from dataclasses import replace
+
+    from ecmm.assets import builder_available
+
     statuses = [s for s in check_assets() if not only or s.name in only]
+    statuses = [replace(s, detail="its builder is not in this version of the kit")
+                if s.status == "missing" and not builder_available(s.name) else s for s in statuses]
     print(status_table(statuses))
-    flagged = [s for s in statuses if _needs_work(s, get_asset(s.name).default)]
+    flagged = [s for s in statuses if _needs_work(s, get_asset(s.name).default and builder_available(s.name))]
     if not flagged:
         print("every built asset matches its card")
         return 0
