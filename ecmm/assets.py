@@ -32,6 +32,7 @@ __all__ = ["Asset", "AssetStatus", "ASSETS", "STATUSES", "MissingBuilderError", 
            "override_builders"]
 
 STATUSES = ("ok", "missing", "damaged", "outdated")
+LEGACY = "card from an older kit, without checksums"  # outdated, still loads; `ecmm prepare` rebuilds it
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,13 @@ def _recipe_version(asset: Asset) -> Any:
 
 
 def _outdated_reason(asset: Asset, card: Mapping[str, Any], recipe: bool) -> str:
-    """Why a readable card is outdated ("" when it is current)."""
-    if card.get("legacy"):
-        return "card from an older kit, without checksums"
+    """Why a readable card is outdated ("" when it is current; :data:`LEGACY` for an older kit's card)."""
     current = _recipe_version(asset) if recipe else None
-    recorded = (card.get("recipe") or {}).get("version") if isinstance(card.get("recipe"), dict) else None
+    recorded = (card.get("recipe") or {}).get("version", 1) if isinstance(card.get("recipe"), dict) else None
     if current is not None and recorded != current:
         return f"recipe version {recorded}, the kit's is {current}"
+    if card.get("legacy"):
+        return LEGACY
     built_from = card.get("built_from") if isinstance(card.get("built_from"), dict) else {}
     for dependency in asset.depends_on:
         if dependency not in built_from:
@@ -190,13 +191,17 @@ def check_assets(verify: bool = True, recipe: bool = True) -> list[AssetStatus]:
 
 
 def _current_status(asset: Asset) -> tuple[str, bool]:
-    """(status, legacy) with sha256s checked once per process: what :func:`ensure_asset` acts on."""
+    """(status, only_legacy) with sha256s checked once per process: what :func:`ensure_asset` acts on.
+
+    ``only_legacy``: outdated for no other reason than an older kit's card (it still loads).
+    """
     folder = asset_dir(asset.name)
     try:
         card = read_card(folder)
     except ArtifactError as error:
         return ("missing" if error.problem == "not built" else "damaged"), False
-    return ("outdated" if _outdated_reason(asset, card, recipe=True) else "ok"), bool(card.get("legacy"))
+    reason = _outdated_reason(asset, card, recipe=True)
+    return ("outdated" if reason else "ok"), reason == LEGACY
 
 
 _BUILT: list[str] = []  # names built in this process, in order (repair_assets reports them)
@@ -257,24 +262,26 @@ def _refresh_dependants(name: str, progress: bool) -> None:
             ensure_asset(asset.name, progress=progress)
 
 
-def ensure_asset(name: str, force: bool = False, progress: bool = True) -> Path:
+def ensure_asset(name: str, force: bool = False, progress: bool = True, upgrade_legacy: bool = False) -> Path:
     """Build an asset if it is missing, damaged or outdated (or when ``force``); return its folder.
 
-    Its dependencies are brought up first (missing, damaged or outdated ones are built; a card
-    from an older kit is used as it is until ``ecmm prepare`` rebuilds it). After a build, the
-    built assets that depend on it and are outdated now are rebuilt too. A build goes into a
-    temporary folder that replaces the old one only when complete.
+    Its dependencies are brought up first (missing, damaged or outdated ones are built). After a
+    build, the built assets that depend on it and are outdated now are rebuilt too. A build goes
+    into a temporary folder that replaces the old one only when complete.
 
     Args:
         name: registry key.
         force: rebuild even when it is ok (the dependencies are not forced).
         progress: show the builders' progress bars.
+        upgrade_legacy: also rebuild a card from an older kit (``ecmm prepare`` does; on first
+            use such a card is used as it is, so an existing cache keeps working).
 
     Raises:
         MissingBuilderError: the asset has to be built and its builder is not in this kit.
     """
     asset = get_asset(name)
-    if not force and _current_status(asset)[0] == "ok":
+    status, only_legacy = _current_status(asset)
+    if not force and (status == "ok" or (only_legacy and not upgrade_legacy)):
         return asset_dir(name)
     _bring_dependencies_up(asset, progress)
     _build(asset, progress)
@@ -283,7 +290,8 @@ def ensure_asset(name: str, force: bool = False, progress: bool = True) -> Path:
 
 
 def repair_assets(progress: bool = True) -> list[str]:
-    """Rebuild every built asset that is damaged or outdated, and the dependants that it outdates.
+    """Rebuild every built asset that is damaged or outdated (older kits' cards included), and
+    the dependants that it outdates.
 
     Missing assets stay missing (``ecmm prepare`` builds the default ones; the others are built
     on first use), unless a damaged asset needs them.
@@ -294,7 +302,7 @@ def repair_assets(progress: bool = True) -> list[str]:
     start = len(_BUILT)
     for status in check_assets():
         if status.status in ("damaged", "outdated") and status.name not in _BUILT[start:]:
-            ensure_asset(status.name, progress=progress)
+            ensure_asset(status.name, progress=progress, upgrade_legacy=True)
     return _BUILT[start:]
 
 

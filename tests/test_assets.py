@@ -125,9 +125,24 @@ def test_legacy_card_is_used_as_a_dependency_and_rebuilt_when_asked_for(stub_hom
         (folder / CARD_NAME).write_text(json.dumps({"sha256": "0" * 64}))
     assets.ensure_asset("clip", progress=False)
     assert log == ["clip"]  # the old backbone still serves
-    assert assets.asset_status("backbone").status == "outdated"
-    assets.ensure_asset("backbone", progress=False)
+    status = assets.asset_status("backbone")
+    assert status.status == "outdated" and status.detail == assets.LEGACY
+    assets.ensure_asset("backbone", progress=False)  # on first use an old card is used as it is
+    assert log == ["clip"]
+    assets.ensure_asset("backbone", progress=False, upgrade_legacy=True)  # what `ecmm prepare` does
     assert log == ["clip", "backbone", "clip"]
+
+
+def test_legacy_card_of_another_recipe_version_is_rebuilt_on_first_use(stub_home, monkeypatch):
+    log, _ = stub_home
+    folder = assets.asset_dir("source")
+    folder.mkdir(parents=True)
+    (folder / "data.bin").write_bytes(b"old kit")
+    (folder / CARD_NAME).write_text(json.dumps({"recipe": {"steps": 3000}}))  # no version: 1
+    monkeypatch.setattr(assets.get_asset("source").builder, "RECIPE_VERSION", 2, raising=False)
+    assert "recipe version 1, the kit's is 2" in assets.asset_status("source").detail
+    assets.ensure_asset("source", progress=False)
+    assert log == ["source"]
 
 
 def test_check_and_repair_rebuild_exactly_the_damaged_ones(stub_home):

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         why = f"; was {status.status}: {status.detail}" if wanted and status.status != "ok" else ""
         if wanted:
             try:
-                ensure_asset(asset.name, force=args.force)
+                ensure_asset(asset.name, force=args.force, upgrade_legacy=True)
             except (ArtifactError, MissingBuilderError, RuntimeError, OSError, ValueError) as error:
                 # the old folder is still in place: a failed build never replaces it
                 print(f"{asset.name:9s} failed: {error}", file=sys.stderr)
