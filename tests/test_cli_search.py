@@ -33,3 +33,39 @@ def test_search_is_registered():
     from ecmm.cli import COMMANDS
 
     assert "search" in COMMANDS
+
+
+class _ModeSearch:
+    def __init__(self):
+        self.calls = []
+
+    def search_text(self, query, k=10, mode=None):
+        self.calls.append((query, k, mode))
+        import pandas as pd
+
+        return pd.DataFrame([{"sku_id": "S1", "title": "red bag", "product_type": "bag", "colour": "red",
+                              "category": "travel", "score": 0.5}])
+
+    def understand(self, query):
+        return {"colours": ["red"], "product_types": ["bag"]}
+
+
+def test_mode_is_passed_and_the_understood_constraints_are_printed(monkeypatch, capsys):
+    import ecmm.app
+
+    search = _ModeSearch()
+    monkeypatch.setattr(ecmm.app, "load_search", lambda **kwargs: search)
+    assert main(["search", "  red bag ", "--mode", "lexical", "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert search.calls == [("red bag", 3, "lexical")]
+    assert out.splitlines()[0] == "understood: colours = ['red'], product_types = ['bag']" and "S1" in out
+    assert main(["search", "red bag", "--json"]) == 0  # JSON on stdout, the constraints on stderr
+    captured = capsys.readouterr()
+    assert captured.out.lstrip().startswith("[") and "understood" in captured.err
+    assert search.calls[-1] == ("red bag", 10, None)
+
+
+def test_an_unknown_mode_is_refused_by_argparse(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["search", "bag", "--mode", "magic"])
+    assert raised.value.code == 2 and "invalid choice" in capsys.readouterr().err
