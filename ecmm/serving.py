@@ -34,8 +34,6 @@ interactive API docs (``/docs``) are turned off: they would load their scripts f
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import logging
@@ -51,27 +49,14 @@ from starlette.concurrency import run_in_threadpool
 
 from ecmm.app import LIMITS, Limits
 from ecmm.artifacts import REPAIR_COMMAND, ArtifactError
-from ecmm.serving_page import PAGE_HTML, PAGE_SCRIPT, PAGE_STYLE
+from ecmm.serving_http import SECURITY_HEADERS, SecurityHeaders, error_text, read_body, read_form, read_upload
+from ecmm.serving_page import PAGE_HTML
 from ecmm.validation import (InputError, check_base64_image, check_image_bytes, check_k, check_message,
                              check_query, check_user_id, image_format_names)
 
 __all__ = ["Backends", "BackendError", "create_app", "default_backends", "PAGE_HTML", "SECURITY_HEADERS"]
 
 LOGGER = logging.getLogger("ecmm.serving")
-
-
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-SECURITY_HEADERS = {  # sent with every response
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (f"default-src 'none'; script-src {_csp_hash(PAGE_SCRIPT)}; "
-                                f"style-src {_csp_hash(PAGE_STYLE)}; img-src 'self'; connect-src 'self'; "
-                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
-}
 
 
 class BackendError(RuntimeError):
@@ -142,86 +127,6 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _message(error: BaseException) -> str:
-    """The text of a ValueError or KeyError (KeyError's str() adds quotes; args[0] has none)."""
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return str(error)
-
-
-class SecurityHeaders:
-    """ASGI middleware that adds :data:`SECURITY_HEADERS` to every HTTP response."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.headers = [(key.lower().encode(), value.encode()) for key, value in SECURITY_HEADERS.items()]
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": list(message.get("headers", [])) + self.headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, read chunk by chunk; 413 as soon as it passes ``limit`` bytes.
-
-    A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
-    body is refused at the first chunk that passes it, so the rest is never read.
-    """
-    too_large = InputError(f"the request is larger than {limit} bytes; send at most {limit} "
-                           f"(an image of at most {LIMITS.image_bytes} bytes)", status=413)
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise InputError("the Content-Length header is not a number")
-        if int(declared) > limit:
-            raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def read_form(request: Request, body: bytes) -> Any:
-    """Parse a multipart form from an already read (and capped) body."""
-    from starlette.formparsers import MultiPartException
-
-    delivered = False
-
-    async def receive() -> dict:
-        nonlocal delivered
-        if delivered:
-            return {"type": "http.disconnect"}
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    try:
-        return await Request(request.scope, receive).form(max_files=2, max_fields=8)
-    except (MultiPartException, ValueError, KeyError) as error:
-        raise InputError(f"the multipart form is malformed ({_message(error)[:120]})") from None
-
-
-async def read_upload(upload: Any, limits: Limits) -> np.ndarray:
-    """An uploaded file (from a form) -> uint8 ``(H, W, 3)``, checked like every image."""
-    if upload is None or isinstance(upload, str):
-        raise InputError(f'attach the photo as a file field named "image" ({image_format_names(limits)})')
-    content_type = (getattr(upload, "content_type", None) or "").lower()
-    if content_type and not content_type.startswith("image/") and content_type != "application/octet-stream":
-        raise InputError(f"upload an image ({image_format_names(limits)}), not {content_type}", status=415)
-    payload = await upload.read(limits.image_bytes + 1)
-    return await run_in_threadpool(check_image_bytes, payload, limits)
 
 
 def _error(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
@@ -300,7 +205,7 @@ def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> Fas
         try:
             return _records(backend("search").search_text(query, k))
         except ValueError as error:
-            raise InputError(_message(error)) from None
+            raise InputError(error_text(error)) from None
 
     @app.post("/search")
     async def search_image(request: Request,
@@ -322,7 +227,7 @@ def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> Fas
         try:
             return _records(await run_in_threadpool(backend("search").search_image, pixels, k))
         except ValueError as error:
-            raise InputError(_message(error)) from None
+            raise InputError(error_text(error)) from None
 
     @app.get("/recommend")
     def recommend(user: str | None = Query(None, description="user id, e.g. u00042"),
@@ -331,7 +236,7 @@ def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> Fas
         try:
             return [dict(row) for row in backend("recommend")(user_id, k)]
         except (KeyError, ValueError) as error:
-            raise InputError(_message(error), status=404) from None
+            raise InputError(error_text(error), status=404) from None
 
     @app.post("/support")
     async def support(request: Request) -> dict:
@@ -365,7 +270,7 @@ def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> Fas
         try:
             return dict(await run_in_threadpool(backend("support"), text, image))
         except ValueError as error:
-            raise InputError(_message(error)) from None
+            raise InputError(error_text(error)) from None
 
     @app.get("/photo/{sku_id}")
     def photo(sku_id: str) -> Response:

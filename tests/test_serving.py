@@ -360,12 +360,12 @@ def test_security_headers_on_pages_answers_and_errors():
 
 
 def test_the_page_script_and_style_are_the_ones_the_policy_allows():
-    from ecmm.serving import SECURITY_HEADERS, _csp_hash
+    from ecmm.serving_http import SECURITY_HEADERS, csp_hash
     from ecmm.serving_page import PAGE_HTML, PAGE_SCRIPT, PAGE_STYLE
 
     policy = SECURITY_HEADERS["Content-Security-Policy"]
-    assert f"<script>{PAGE_SCRIPT}</script>" in PAGE_HTML and _csp_hash(PAGE_SCRIPT) in policy
-    assert f"<style>{PAGE_STYLE}</style>" in PAGE_HTML and _csp_hash(PAGE_STYLE) in policy
+    assert f"<script>{PAGE_SCRIPT}</script>" in PAGE_HTML and csp_hash(PAGE_SCRIPT) in policy
+    assert f"<style>{PAGE_STYLE}</style>" in PAGE_HTML and csp_hash(PAGE_STYLE) in policy
 
 
 def test_recommend_messages_keep_their_quotes_and_say_what_to_type():
