@@ -20,9 +20,11 @@ def test_info_text_mentions_device_and_cache(capsys):
     assert "device:" in out and "cache:" in out
 
 
-def test_prepare_is_idempotent(capsys):
-    assert main(["prepare", "--only", "catalog", "source"]) == 0
-    assert "catalog   ready" in capsys.readouterr().out
+def test_prepare_check_reads_the_cache_and_builds_nothing(capsys):
+    assert main(["prepare", "--check", "--only", "catalog", "source"]) in (0, 1)  # 1: something to repair
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["asset", "status", "path"]
+    assert {line.split()[0] for line in lines[1:3]} == {"catalog", "source"}
 
 
 def test_no_command_prints_help_and_fails(capsys):
