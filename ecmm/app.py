@@ -174,6 +174,10 @@ class ShopRecommender:
                  "category": str(catalog["category"].iat[i]), "score": round(float(scores[i]), 4),
                  "new_product": i in cold} for i in items]
 
+    def __call__(self, user_id: str, k: int) -> list[dict]:
+        """The same as :meth:`for_user` (the server's ``recommend`` backend is this callable)."""
+        return self.for_user(user_id, k)
+
     def for_user(self, user_id: str, k: int) -> list[dict]:
         """Top-``k`` products for a known user; ValueError naming a valid id otherwise."""
         user = self.data.split.user_index(user_id)

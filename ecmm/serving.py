@@ -303,8 +303,7 @@ def default_backends(device: Any = None) -> Backends:
         return shared["search"]
 
     def recommend() -> Callable[[str, int], list]:
-        recommender = wiring.load_recommender()
-        return recommender.for_user
+        return wiring.load_recommender()  # callable (user_id, k); .user_ids lists the known users
 
     def support() -> Callable[[str, Any], dict]:
         assistant = wiring.load_support(device=device, progress=False, search_loader=search)

@@ -71,3 +71,11 @@ def test_user_ids_are_stripped_like_the_server(capsys, tiny_shop):
     user = tiny_shop[0].split.user_ids[0]
     assert main(["recommend", "--user", f"  {user} ", "--k", "2", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_the_shop_recommender_is_the_servers_backend(tiny_shop):
+    recommender = ecmm.app.load_recommender()  # the fixture's tiny shop and model
+    user = recommender.user_ids[0]
+    assert recommender(user, 2) == recommender.for_user(user, 2) and len(recommender(user, 2)) == 2
+    with pytest.raises(ValueError, match="unknown user"):
+        recommender("nobody", 2)
