@@ -15,7 +15,7 @@ fakes):
 Endpoints::
 
     GET  /                       HTML page: a search box and result thumbnails (honours /?q=...)
-    GET  /search?q=TEXT&k=N      JSON list like `ecmm search --json`
+    GET  /search?q=TEXT&k=N      JSON list like `ecmm search --json` (optional &mode=dense|lexical|hybrid)
     POST /search?k=N             multipart upload "image" (or a raw image body): search by photo
     GET  /recommend?user=ID&k=N  JSON list like `ecmm recommend --json`
     POST /support                JSON {"message", optional "image" (base64)} or a multipart form
@@ -52,7 +52,7 @@ from ecmm.artifacts import REPAIR_COMMAND, ArtifactError
 from ecmm.serving_http import SECURITY_HEADERS, SecurityHeaders, error_text, read_body, read_form, read_upload
 from ecmm.serving_page import PAGE_HTML
 from ecmm.validation import (InputError, check_base64_image, check_image_bytes, check_k, check_message,
-                             check_query, check_user_id, image_format_names)
+                             check_mode, check_query, check_user_id, image_format_names)
 
 __all__ = ["Backends", "BackendError", "create_app", "default_backends", "PAGE_HTML", "SECURITY_HEADERS"]
 
@@ -200,10 +200,13 @@ def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> Fas
 
     @app.get("/search")
     def search_text(q: str | None = Query(None, description="text query"),
-                    k: int = Query(10, description=f"number of results, 1..{limits.search_k}")) -> list[dict]:
-        query, k = check_query(q, limits), check_k(k, limits.search_k)
+                    k: int = Query(10, description=f"number of results, 1..{limits.search_k}"),
+                    mode: str | None = Query(None, description="dense, lexical or hybrid (default: the best)"),
+                    ) -> list[dict]:
+        query, k, mode = check_query(q, limits), check_k(k, limits.search_k), check_mode(mode)
         try:
-            return _records(backend("search").search_text(query, k))
+            search = backend("search")
+            return _records(search.search_text(query, k) if mode is None else search.search_text(query, k, mode=mode))
         except ValueError as error:
             raise InputError(error_text(error)) from None
 

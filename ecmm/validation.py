@@ -28,7 +28,7 @@ import numpy as np
 from ecmm.app import LIMITS, Limits
 
 __all__ = ["InputError", "check_text", "check_query", "check_message", "check_k", "check_user_id",
-           "check_sku_ids", "check_image_bytes", "check_image_file", "check_base64_image", "image_format_names"]
+           "check_sku_ids", "check_mode", "check_image_bytes", "check_image_file", "check_base64_image", "image_format_names"]
 
 
 class InputError(ValueError):
@@ -126,6 +126,18 @@ def check_sku_ids(sku_ids: Any, limits: Limits = LIMITS) -> list[str]:
         raise InputError("the cart is empty: give comma-separated SKU ids")
     if len(cleaned) > limits.cart_items:
         raise InputError(f"the cart has {len(cleaned)} SKUs; use at most {limits.cart_items}")
+    return cleaned
+
+
+def check_mode(mode: Any) -> str | None:
+    """A text-search mode of :data:`ecmm.search.SEARCH_MODES` (None = the search's default)."""
+    if mode is None:
+        return None
+    from ecmm.search import SEARCH_MODES
+
+    cleaned = str(mode).strip().lower()
+    if cleaned not in SEARCH_MODES:
+        raise InputError(f"mode must be one of {', '.join(SEARCH_MODES)}; got {str(mode)[:20]!r}", status=422)
     return cleaned
 
 

@@ -65,7 +65,15 @@ def test_mode_is_passed_and_the_understood_constraints_are_printed(monkeypatch, 
     assert search.calls[-1] == ("red bag", 10, None)
 
 
-def test_an_unknown_mode_is_refused_by_argparse(capsys):
-    with pytest.raises(SystemExit) as raised:
-        main(["search", "bag", "--mode", "magic"])
-    assert raised.value.code == 2 and "invalid choice" in capsys.readouterr().err
+def test_an_unknown_mode_is_one_line_like_the_server(capsys):
+    from fastapi.testclient import TestClient
+
+    from ecmm.serving import Backends, create_app
+
+    assert main(["search", "bag", "--mode", "magic"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "ecmm search: error: mode must be one of dense, lexical, hybrid; got 'magic'"
+    client = TestClient(create_app(Backends(search=_ModeSearch)))
+    response = client.get("/search", params={"q": "bag", "mode": "magic"})
+    assert response.status_code == 422 and error.endswith(response.json()["detail"])
+    assert client.get("/search", params={"q": "bag", "mode": "hybrid"}).status_code == 200

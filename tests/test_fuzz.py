@@ -20,7 +20,7 @@ from ecmm.app import LIMITS  # noqa: E402
 from ecmm.cli import main  # noqa: E402
 from ecmm.validation import InputError, check_image_bytes, check_k, check_query, check_sku_ids, check_user_id  # noqa: E402
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 
 surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
