@@ -12,12 +12,17 @@ and a cosine similarity need no common scale.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["HybridBlend", "SIGNALS", "ranks_of", "reciprocal_rank_fusion"]
+from ecmm.metrics.retrieval import first_relevant_ranks, mean_reciprocal_rank, recall_at_k
+from ecmm.query import query_relevance
+
+__all__ = ["HybridBlend", "SIGNALS", "ranks_of", "reciprocal_rank_fusion", "evaluate_queries", "fit_blend"]
 
 SIGNALS = ("dense_image", "dense_text", "nearest_types", "lexical", "attributes")  # rankings a hybrid search can fuse
 
@@ -26,11 +31,12 @@ SIGNALS = ("dense_image", "dense_text", "nearest_types", "lexical", "attributes"
 class HybridBlend:
     """How :class:`ecmm.search.CatalogSearch` fuses its signals in ``mode="hybrid"``."""
 
-    dense_image: float = 1.0  # weight of the CLIP text->photo ranking
-    dense_text: float = 1.0  # weight of the CLIP text->product text (title, description) ranking
+    # Defaults: the weights ``fit_blend`` chose on resources/queries_validation.json (notebook 05).
+    dense_image: float = 0.5  # weight of the CLIP text->photo ranking
+    dense_text: float = 2.0  # weight of the CLIP text->product text (title, description) ranking
     nearest_types: float = 1.0  # weight of the ranking by how near the query is to each product type's name
     lexical: float = 1.0  # weight of the BM25 ranking over title, description and predicted tags
-    attributes: float = 1.0  # weight of the ranking by colours / product types the query names
+    attributes: float = 2.0  # weight of the ranking by colours / product types the query names
     rrf_k: float = 60.0  # RRF's rank offset k
     price_filter: bool = True  # products outside a price limit the query names go last
 
@@ -80,3 +86,62 @@ def reciprocal_rank_fusion(signal_scores: Mapping[str, np.ndarray], weights: Map
     if fused is None:
         raise ValueError("reciprocal_rank_fusion needs at least one signal")
     return fused
+
+
+
+
+
+def fit_blend(search: Any, queries: list[dict], grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+              rrf_k: float = 60.0) -> tuple[HybridBlend, float]:
+    """The RRF weights with the best MRR on labelled validation queries (a grid search).
+
+    Args:
+        search: an :class:`ecmm.search.CatalogSearch` (its ``signals`` are fused).
+        queries: validation queries (never the free-form evaluation set).
+        grid: the weights tried for every signal.
+        rrf_k: RRF's rank offset.
+
+    Returns:
+        ``(best blend, its validation MRR)``; ties keep the first (smallest) weights found.
+    """
+    relevance = query_relevance(queries, search.catalog)  # (Q, N)
+    contributions, outside = [], []
+    for item in queries:
+        signals, beyond = search.signals(item["query"])
+        signals["lexical"] = np.where(signals["lexical"] > 0, signals["lexical"], np.nan)
+        contributions.append([np.nan_to_num(1.0 / (rrf_k + ranks_of(signals[name])), nan=0.0) for name in SIGNALS])
+        outside.append(beyond)
+    contributions, outside = np.asarray(contributions), np.asarray(outside)  # (Q, S, N), (Q, N)
+    best, best_mrr = None, -1.0
+    for weights in itertools.product(grid, repeat=len(SIGNALS)):
+        if not any(weights):
+            continue
+        fused = np.einsum("s,qsn->qn", np.asarray(weights), contributions) - outside  # (Q, N)
+        mrr = mean_reciprocal_rank(first_relevant_ranks(fused, relevance))
+        if mrr > best_mrr + 1e-12:
+            best, best_mrr = weights, mrr
+    return HybridBlend(**dict(zip(SIGNALS, best)), rrf_k=rrf_k), best_mrr
+
+
+def evaluate_queries(search: Any, queries: list[dict], modes: Sequence[str] = ("dense", "lexical", "hybrid")) -> pd.DataFrame:
+    """R@1, R@10 and MRR of every mode, per query kind and over all queries.
+
+    Args:
+        search: an :class:`ecmm.search.CatalogSearch` (its catalog decides relevance).
+        queries: labelled queries (see :func:`ecmm.query.load_query_set`).
+        modes: the modes to compare.
+
+    Returns:
+        DataFrame with columns ``mode, kind, queries, R@1, R@10, MRR`` (kind ``"all"`` = every query).
+    """
+    relevance = query_relevance(queries, search.catalog)  # (Q, N)
+    kinds = np.array([item["kind"] for item in queries])
+    rows = []
+    for mode in modes:
+        scores = np.stack([search.scores(item["query"], mode) for item in queries])  # (Q, N)
+        ranks = first_relevant_ranks(scores, relevance)
+        for kind in [*sorted(set(kinds)), "all"]:
+            chosen = ranks if kind == "all" else ranks[kinds == kind]
+            rows.append({"mode": mode, "kind": kind, "queries": len(chosen), "R@1": recall_at_k(chosen, 1),
+                         "R@10": recall_at_k(chosen, 10), "MRR": mean_reciprocal_rank(chosen)})
+    return pd.DataFrame(rows)

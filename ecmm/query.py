@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["QueryVocabulary", "ParsedQuery", "build_vocabulary", "load_vocabulary", "parse_query", "normalise_text",
-           "load_query_set", "query_relevance",
+           "load_query_set", "query_relevance", "corrected_query",
            "MISSPELLING_CUTOFF"]
 
 MISSPELLING_CUTOFF = 0.84  # difflib similarity a word needs to count as a misspelling of a vocabulary word
@@ -225,3 +225,11 @@ def query_relevance(queries: list[dict], catalog) -> "np.ndarray":
         match &= prices >= labels.get("min_price", -np.inf)
         relevance[row] = match
     return relevance
+
+
+def corrected_query(query: str, parsed: ParsedQuery) -> str:
+    """``query`` in lower case with every misspelt word replaced by its correction ("bakcpack" -> "backpack")."""
+    text = normalise_text(query)
+    for typo, word in parsed.corrections.items():
+        text = re.sub(rf"(?<![a-z0-9]){re.escape(typo)}(?![a-z0-9])", word, text)
+    return text

@@ -15,6 +15,7 @@ Gallery convention for evaluation: photo 0 of every SKU of the split; image quer
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,13 +28,13 @@ from ecmm.device import get_device
 from ecmm.hybrid import HybridBlend, reciprocal_rank_fusion
 from ecmm.index import EmbeddingIndex
 from ecmm.lexical import BM25Index
-from ecmm.metrics.retrieval import first_relevant_ranks, mean_reciprocal_rank, recall_at_k, retrieval_report
+from ecmm.metrics.retrieval import retrieval_report
 from ecmm.models.clip import embed_images, embed_texts
-from ecmm.query import QueryVocabulary, parse_query, query_relevance
+from ecmm.query import QueryVocabulary, corrected_query, parse_query
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "load_catalog_search", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
-           "DEFAULT_MODE", "zero_shot_weights", "request_queries", "evaluate_queries", "build_catalog_index"]
+           "DEFAULT_MODE", "zero_shot_weights", "request_queries", "build_catalog_index"]
 
 RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "score")
 SEARCH_MODES = ("dense", "lexical", "hybrid")  # ways search_text can rank the catalog
@@ -181,24 +182,19 @@ class CatalogSearch:
                                                for v, i in zip(top.values.tolist(), top.indices.tolist())]
         return understood
 
-    def scores(self, query: str, mode: str | None = None) -> np.ndarray:
-        """Score of every catalog row for a text query (higher is better).
+    def signals(self, query: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every signal's scores for a text query, and which rows break a price limit it names.
 
         Returns:
-            ``(N,)`` float array aligned with ``self.catalog``.
+            ``({signal: (N,) scores, NaN = not retrieved}, (N,) bool outside the price range)``.
         """
-        mode = self._mode(mode)
         query = self._checked(query)
         side = self.text_side()
+        parsed = parse_query(query, self.vocabulary)
+        query = " ".join([corrected_query(query, parsed), *parsed.colours, *parsed.product_types])  # + understood words
         embedding = embed_texts(self.model, self.tokenizer, [query], device=self.device)  # (1, E)
         dense_image = (embedding @ side["photos"].T.to(embedding.device))[0].cpu().numpy()  # (N,)
-        if mode == "dense":
-            return dense_image
-        parsed = parse_query(query, self.vocabulary)
-        lexical = side["bm25"].scores(" ".join([query, *parsed.corrections.values(), *parsed.colours,
-                                                *parsed.product_types]))
-        if mode == "lexical":
-            return lexical
+        lexical = side["bm25"].scores(query)  # (N,)
         matches = (2.0 * self.catalog["product_type"].isin(parsed.product_types).to_numpy()
                    + self.catalog["colour"].isin(parsed.colours).to_numpy())  # (N,) attribute matches
         text_embedding = self.encode_texts([query])  # (1, D)
@@ -207,17 +203,30 @@ class CatalogSearch:
             "dense_text": (text_embedding @ side["texts"].T)[0].numpy(),
             "nearest_types": (text_embedding @ side["type_embeddings"].T)[0].numpy()[side["row_types"]]
                              + 1e-3 * dense_image,
-            "lexical": np.where(lexical > 0, lexical, np.nan),
+            "lexical": lexical,
             "attributes": np.where(matches > 0, matches + 1e-3 * dense_image, np.nan),
         }
+        price = self.catalog["price"].to_numpy(dtype=np.float64)
+        outside = (price > (np.inf if parsed.max_price is None else parsed.max_price)) | \
+                  (price < (-np.inf if parsed.min_price is None else parsed.min_price))
+        return signals, outside
+
+    def scores(self, query: str, mode: str | None = None) -> np.ndarray:
+        """Score of every catalog row for a text query (higher is better).
+
+        Returns:
+            ``(N,)`` float array aligned with ``self.catalog``.
+        """
+        mode = self._mode(mode)
+        if mode == "dense":  # the query as typed, CLIP text->photo only
+            embedding = embed_texts(self.model, self.tokenizer, [self._checked(query)], device=self.device)
+            return (embedding @ self.text_side()["photos"].T.to(embedding.device))[0].cpu().numpy()
+        signals, outside = self.signals(query)
+        if mode == "lexical":
+            return signals["lexical"]
+        signals["lexical"] = np.where(signals["lexical"] > 0, signals["lexical"], np.nan)
         fused = reciprocal_rank_fusion(signals, self.blend.weights(), self.blend.rrf_k)
         if self.blend.price_filter:
-            price = self.catalog["price"].to_numpy(dtype=np.float64)
-            outside = np.zeros(len(price), dtype=bool)
-            if parsed.max_price is not None:
-                outside |= price > parsed.max_price
-            if parsed.min_price is not None:
-                outside |= price < parsed.min_price
             fused = np.where(outside, fused - 1.0, fused)  # RRF scores are < 1: outside goes last
         return fused
 
@@ -279,6 +288,28 @@ class CatalogSearch:
         frame["score"] = scores[0].numpy().round(4)
         return frame
 
+def build_catalog_index(folder: Path, model: Any, progress: bool = True) -> None:
+    """The registry's builder: index photo 0 of every offline SKU with ``model`` into ``folder``.
+
+    Args:
+        folder: where the index is written (``folder/index``, through ``EmbeddingIndex.save``).
+        model: a CLIP model (its ``preprocess`` embeds the photos).
+        progress: print a line on stderr when indexing starts.
+    """
+    from ecmm.artifacts import write_artifact
+    from ecmm.data import load_catalog, load_photos
+
+    catalog = load_catalog("offline")
+    if progress:
+        print(f"indexing {len(catalog)} catalog photos into {folder}", file=sys.stderr)
+    embeddings = embed_images(model, model.preprocess, load_photos("offline")[:, GALLERY_PHOTO])
+    index = EmbeddingIndex(embeddings.shape[1])
+    index.add(embeddings, ids=np.arange(len(catalog)))
+    write_artifact(folder, lambda temporary: index.save(temporary / "index"),
+                   {"asset": "search_index", "recipe": {"photo": GALLERY_PHOTO, "backend": index.backend},
+                    "data": {"catalog": "offline", "rows": len(catalog)}})
+
+
 def load_catalog_search(device: str | torch.device | None = None, progress: bool = True) -> CatalogSearch:
     """The catalog search of the offline shop with the fine-tuned shop model (index cached).
 
@@ -286,14 +317,16 @@ def load_catalog_search(device: str | torch.device | None = None, progress: bool
         A :class:`CatalogSearch` over every SKU of the offline catalog.
     """
     from ecmm.data import load_catalog, load_photos
-    from ecmm.finetune import get_shop_model, shop_model_dir
+    from ecmm.finetune import shop_model_dir
+    from ecmm.models.clip import load_clip_model
 
-    model, preprocess, tokenizer = get_shop_model(device=device, progress=progress)
+    model = load_clip_model(shop_model_dir(), device=device)  # built by ``ecmm prepare``
+    preprocess, tokenizer = model.preprocess, model.tokenizer
     catalog = load_catalog("offline")
     weights = shop_model_dir() / "model.safetensors"
     tag = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     path = shop_model_dir() / f"catalog_index_{tag}"
-    if Path(f"{path}.json").is_file():
+    if Path(f"{path}.json").is_file() or (path / "card.json").is_file():
         index = EmbeddingIndex.load(path)
         return CatalogSearch(model, preprocess, tokenizer, catalog, index, device)
     search = CatalogSearch.build(model, preprocess, tokenizer, catalog, load_photos("offline"), device=device)
@@ -319,27 +352,3 @@ def request_queries(catalog: pd.DataFrame, split: str = "test_colours", count: i
     requests = requests_for(catalog, seed)
     return [{"query": requests[i], "kind": "request", "product_types": [catalog["product_type"].iloc[i]],
              "colours": [catalog["colour"].iloc[i]]} for i in sorted(rows)]
-
-
-def evaluate_queries(search: CatalogSearch, queries: list[dict], modes: Sequence[str] = SEARCH_MODES) -> pd.DataFrame:
-    """R@1, R@10 and MRR of every mode, per query kind and over all queries.
-
-    Args:
-        search: the search to evaluate (its catalog decides relevance).
-        queries: labelled queries (see :func:`ecmm.query.load_query_set`).
-        modes: the modes to compare.
-
-    Returns:
-        DataFrame with columns ``mode, kind, queries, R@1, R@10, MRR`` (kind ``"all"`` = every query).
-    """
-    relevance = query_relevance(queries, search.catalog)  # (Q, N)
-    kinds = np.array([item["kind"] for item in queries])
-    rows = []
-    for mode in modes:
-        scores = np.stack([search.scores(item["query"], mode) for item in queries])  # (Q, N)
-        ranks = first_relevant_ranks(scores, relevance)
-        for kind in [*sorted(set(kinds)), "all"]:
-            chosen = ranks if kind == "all" else ranks[kinds == kind]
-            rows.append({"mode": mode, "kind": kind, "queries": len(chosen), "R@1": recall_at_k(chosen, 1),
-                         "R@10": recall_at_k(chosen, 10), "MRR": mean_reciprocal_rank(chosen)})
-    return pd.DataFrame(rows)
