@@ -1,0 +1,128 @@
+"""ecmm.search and ecmm.hybrid: text search modes on a tiny fake CLIP model, RRF by hand."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from ecmm.hybrid import HybridBlend, evaluate_queries, fit_blend, ranks_of, reciprocal_rank_fusion
+from ecmm.search import RESULT_COLUMNS, SEARCH_MODES, CatalogSearch, request_queries, results_to_records
+
+WORDS = ["red", "blue", "backpack", "necktie", "scarf", "warm", "neck", "photo", "a", "of"]
+
+
+class FakeClip(nn.Module):
+    """Bag-of-words text tower; an image's embedding is read from its first pixels."""
+
+    embed_dim = len(WORDS)
+    name = "fake"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale_parameter = nn.Parameter(torch.zeros(()))
+
+    def tokenizer(self, texts):
+        rows = [[float(text.lower().split().count(word)) + 0.01 for word in WORDS] for text in texts]
+        return torch.tensor(rows)
+
+    def preprocess(self, images):
+        return torch.as_tensor(np.asarray(images), dtype=torch.float32).permute(0, 3, 1, 2)
+
+    def encode_text(self, tokens, normalize=True):
+        return nn.functional.normalize(tokens, dim=-1)
+
+    def encode_image(self, images, normalize=True):
+        return nn.functional.normalize(images[:, 0, 0, : self.embed_dim] + 0.01, dim=-1)
+
+
+CATALOG = pd.DataFrame({
+    "sku_id": ["S0", "S1", "S2", "S3"],
+    "title": ["Red backpack", "Blue backpack", "Red necktie", "Blue scarf"],
+    "product_type": ["backpack", "backpack", "necktie", "scarf"],
+    "category": ["bags", "bags", "apparel", "apparel"],
+    "colour": ["red", "blue", "red", "blue"],
+    "price": [40.0, 20.0, 15.0, 25.0],
+    "description": ["A red backpack.", "A blue backpack.", "A red necktie.", "A warm blue scarf for the neck."],
+    "split": ["train", "train", "test_colours", "test_products"],
+})
+
+
+def photos() -> np.ndarray:
+    """(4, 2, 1, 10, 3) uint8: row r's pixels spell its title's words, a red necktie 'looks' red."""
+    images = np.zeros((4, 2, 1, len(WORDS), 3), dtype=np.uint8)
+    for row, title in enumerate(CATALOG.title):
+        for word in title.lower().split():
+            images[row, :, 0, WORDS.index(word), 0] = 1
+    images[0, :, 0, WORDS.index("necktie"), 0] = 2  # the dense signal prefers the wrong product ...
+    images[2, :, 0, WORDS.index("red"), 0] = 0  # ... and misses the necktie's colour
+    return images
+
+
+@pytest.fixture()
+def search():
+    model = FakeClip()
+    return CatalogSearch.build(model, model.preprocess, model.tokenizer, CATALOG, photos(), device="cpu")
+
+
+def test_rrf_by_hand():
+    fused = reciprocal_rank_fusion({"a": np.array([3.0, 1.0, 2.0]), "b": np.array([np.nan, 5.0, 4.0])},
+                                   {"a": 1.0, "b": 2.0}, k=1.0)
+    np.testing.assert_allclose(fused, [1 / 2, 1 / 4 + 2 / 2, 1 / 3 + 2 / 3])
+    np.testing.assert_array_equal(ranks_of(np.array([0.5, np.nan, 0.9])), [2, np.nan, 1])
+    with pytest.raises(ValueError):
+        HybridBlend(lexical=-1.0)
+
+
+def test_modes_rank_and_return_result_columns(search):
+    for mode in SEARCH_MODES:
+        frame = search.search_text("red necktie", k=2, mode=mode)
+        assert list(frame.columns) == list(RESULT_COLUMNS) and len(frame) == 2
+    assert search.search_text("red necktie", mode="dense").title[0] == "Red backpack"  # photos mislead
+    assert search.search_text("red necktie", mode="lexical").title[0] == "Red necktie"
+    assert search.search_text("red necktie").title[0] == "Red necktie"  # default: hybrid
+    records = results_to_records(search.search_text("blue", k=1))
+    assert set(records[0]) == set(RESULT_COLUMNS)
+    with pytest.raises(ValueError, match="mode"):
+        search.search_text("red", mode="fuzzy")
+    with pytest.raises(ValueError, match="empty"):
+        search.search_text("   ")
+
+
+def test_price_limits_filter_hybrid_results(search):
+    assert search.search_text("backpack under 30", k=1).title[0] == "Blue backpack"
+    assert search.search_text("backpack over 30", k=1).title[0] == "Red backpack"
+
+
+def test_understand_reports_constraints_and_nearest_types(search):
+    understood = search.understand("blue bakcpack under 30")
+    assert understood["colours"] == ["blue"] and understood["product_types"] == ["backpack"]
+    assert understood["max_price"] == 30.0 and understood["corrections"] == {"bakcpack": "backpack"}
+    assert understood["nearest_product_types"][0]["product_type"] == "backpack"
+    assert len(understood["nearest_product_types"]) == 3
+
+
+def test_text_encoder_parameter_and_image_search(search):
+    calls = []
+
+    def encoder(texts):
+        calls.append(len(texts))
+        return FakeClip().tokenizer(texts)
+
+    other = CatalogSearch(search.model, search.preprocess, search.tokenizer, CATALOG, search.index, "cpu",
+                          text_encoder=encoder)
+    assert other.search_text("warm neck", k=1).title[0] == "Blue scarf" and calls
+    assert search.search_image(photos()[2, 0]).title[0] == "Red necktie"
+
+
+def test_evaluation_and_blend_fitting(search):
+    queries = [{"query": "red necktie", "kind": "plain", "product_types": ["necktie"], "colours": ["red"]},
+               {"query": "blue backpack", "kind": "plain", "product_types": ["backpack"], "colours": ["blue"]}]
+    table = evaluate_queries(search, queries)
+    assert set(table["mode"]) == set(SEARCH_MODES) and set(table["kind"]) == {"plain", "all"}
+    hybrid = table[(table["mode"] == "hybrid") & (table["kind"] == "all")].iloc[0]
+    assert hybrid["R@1"] == 1.0 and hybrid["MRR"] == 1.0
+    blend, mrr = fit_blend(search, queries, grid=(0.0, 1.0))
+    assert isinstance(blend, HybridBlend) and mrr == 1.0
+    requests = request_queries(CATALOG, split="train", count=5)
+    assert len(requests) == 2 and requests[0]["kind"] == "request"
