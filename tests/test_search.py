@@ -126,3 +126,12 @@ def test_evaluation_and_blend_fitting(search):
     assert isinstance(blend, HybridBlend) and mrr == 1.0
     requests = request_queries(CATALOG, split="train", count=5)
     assert len(requests) == 2 and requests[0]["kind"] == "request"
+
+
+def test_notebook_05_checks_accept_the_solution_and_reject_a_wrong_answer():
+    import ecmm.exercises
+    from ecmm.exercises.notebook_05 import SOLUTIONS
+
+    for name, (right, wrong) in SOLUTIONS.items():
+        assert getattr(ecmm.exercises, name)(right).correct, name
+        assert not getattr(ecmm.exercises, name)(wrong).correct, name
