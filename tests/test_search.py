@@ -135,3 +135,14 @@ def test_notebook_05_checks_accept_the_solution_and_reject_a_wrong_answer():
     for name, (right, wrong) in SOLUTIONS.items():
         assert getattr(ecmm.exercises, name)(right).correct, name
         assert not getattr(ecmm.exercises, name)(wrong).correct, name
+
+
+def test_build_catalog_index_writes_a_loadable_index(tmp_path):
+    from ecmm.artifacts import read_card
+    from ecmm.index import EmbeddingIndex
+    from ecmm.search import build_catalog_index
+
+    build_catalog_index(tmp_path / "search_index", FakeClip(), progress=False)
+    card = read_card(tmp_path / "search_index")
+    index = EmbeddingIndex.load(tmp_path / "search_index" / "index")
+    assert card["asset"] == "search_index" and len(index) == card["data"]["rows"] > 0
