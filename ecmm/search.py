@@ -1,13 +1,17 @@
 """Product search over the shop catalog, and its evaluation.
 
 - :class:`CatalogSearch`: one photo per SKU embedded into an :class:`~ecmm.index.EmbeddingIndex`;
-  ``search_text(query, k)`` and ``search_image(image, k)`` return DataFrames with
-  ``sku_id, title, product_type, colour, category, score``.  :func:`load_catalog_search` builds it
-  with the fine-tuned shop model (cached index).
-- :func:`zero_shot_weights`: a zero-shot classifier from class names and prompt templates
-  (prompt ensembling = averaging the normalised text embeddings of several templates).
+  ``search_text(query, k, mode)`` (``"dense"``: CLIP text->photo; ``"lexical"``: BM25;
+  ``"hybrid"``, the default: reciprocal-rank fusion of dense, text->text, BM25 and the query's
+  understood attributes, with price limits) and ``search_image(image, k)`` return DataFrames with
+  ``sku_id, title, product_type, colour, category, score``; ``understand(query)`` says what the
+  query asks for. :func:`build_catalog_index` is the registry's builder of the photo index;
+  :func:`load_catalog_search` builds a search with the cached shop model.
+- :func:`zero_shot_weights` (from :mod:`ecmm.attributes`): a zero-shot classifier from class names
+  and prompt templates (prompt ensembling).
 - :func:`evaluate_retrieval`: text->image (query = title or a paraphrased request) and
-  image->image (query = another photo of the SKU) on one split, with Recall@k / MRR.
+  image->image (query = another photo of the SKU) on one split, with Recall@k / MRR;
+  :func:`request_queries`: paraphrased requests labelled like the free-form query set.
 
 Gallery convention for evaluation: photo 0 of every SKU of the split; image queries use photo 1.
 """
