@@ -1,24 +1,27 @@
-"""Fine-tune the offline CLIP model on the shop's (photo, title/description) pairs.
+"""Fine-tune any CLIP-like model on the shop's (photo, title/description) pairs, through one loop.
 
-Recipes (:class:`FinetuneConfig`):
+Recipes (:class:`FinetuneConfig`), named by what stays locked:
 
-- ``mode="lit"``: the text tower (MiniLM) stays locked; the image tower's last ``image_blocks``
-  CNN blocks, both projections and the temperature train.  The frozen part of the CNN (if any)
-  runs once over the photos and its feature maps are cached.
-- ``mode="unlocked"``: as above, and MiniLM's last transformer layer trains too (its input
-  hidden states are cached the same way), at a lower learning rate.
+- ``mode="text_locked"``: the text tower stays locked (for the kit's model, MiniLM, the strong
+  tower); the image tower's last ``image_blocks`` blocks, both projections and the temperature
+  train.
+- ``mode="text_last_layer"``: as above, and the text tower's last transformer layer trains too,
+  at ``text_learning_rate``.
+- ``mode="image_locked"``: LiT proper (Zhai et al. 2022, "locked-image tuning"): the image tower
+  stays locked and the text tower trains.
+- ``mode="full"``: both towers train.
 - ``replay_fraction``: that share of every batch is (augmented icon, emoji name) pairs from the
   source domain, so the model keeps matching product-type names it will not see in the shop's
-  training pairs (against forgetting; it lifts ``test_products``).  ``train_text_projection=False``
-  keeps pretraining's text map instead (tried; replay did better on a validation split of held-out
-  training types).
-- ``init="scratch"``: the same model with a randomly initialised CNN, trained end to end on shop
-  pairs only (no replay, every projection trains): the no-transfer baseline.
+  training pairs (against forgetting).  ``train_text_projection=False`` keeps pretraining's text map.
+- ``init="scratch"``: the same model with a randomly initialised image tower, trained end to end on
+  shop pairs only (no replay, every projection trains): the no-transfer baseline.
 - ``label_fraction``: keep only that share of the training SKUs (label efficiency).
 
-:func:`interpolate_weights` gives WiSE-FT (weight-space ensembles); :func:`get_shop_model` returns
-the cached fine-tuned model used by search, the CLI and the service.  Evaluation lives in
-:mod:`ecmm.search`.  ``python -m ecmm.finetune`` fine-tunes and caches the shop model.
+Every step is :func:`ecmm.train.clip_step` inside :func:`ecmm.train.fit`, on one process or on
+``N`` under torchrun (:mod:`ecmm.distributed`).  What the frozen parts compute is cached once when
+the model exposes where to cut (:mod:`ecmm.clip_training`).  :func:`build_shop_model` is the
+registry's builder of the shop model; :func:`interpolate_weights` gives WiSE-FT.
+``[torchrun --nproc_per_node=N] python -m ecmm.finetune`` builds and saves the shop model.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import copy
 import hashlib
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,17 +38,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from ecmm.device import get_device
-from ecmm.losses import clip_loss
-from ecmm.pretraining.clip import cosine_schedule
+from ecmm.clip_training import (TrainingView, frozen_maps, pad_hidden, preprocessed_photos, splits_image_tower,
+                                splits_text_tower, text_features, weights_digest)
+from ecmm.distributed import (DistributedContext, gather_with_grad, init_distributed, shard_positions,
+                              shutdown_distributed, single_process, wrap_data_parallel)
+from ecmm.train import clip_step, fit
 
-__all__ = ["FinetuneConfig", "finetune", "interpolate_weights", "get_shop_model", "shop_model_dir",
-           "recipe_tag", "training_pairs"]
+__all__ = ["FinetuneConfig", "MODES", "RECIPE_VERSION", "finetune", "interpolate_weights", "build_shop_model", "save_shop_model",
+           "shop_model_dir", "recipe_tag", "training_pairs", "model_sha256", "main"]
 
-MODES = ("lit", "unlocked")
+RECIPE_VERSION = 2  # of the shop model: a cached "shop_clip" with another version is rebuilt by the registry
+MODES = ("text_locked", "text_last_layer", "image_locked", "full")
 INITS = ("pretrained", "scratch")
 
 
@@ -54,19 +57,20 @@ INITS = ("pretrained", "scratch")
 class FinetuneConfig:
     """Recipe of a fine-tuning run on the shop's training pairs."""
 
-    mode: str = "lit"  # "lit": MiniLM locked; "unlocked": MiniLM's last layer trains too
-    init: str = "pretrained"  # "pretrained": the contrastively pretrained model; "scratch": random CNN
+    mode: str = "text_locked"  # what stays locked: one of MODES (see the module docstring)
+    init: str = "pretrained"  # "pretrained": the contrastively pretrained model; "scratch": random image tower
     label_fraction: float = 1.0  # share of training SKUs used (seeded choice)
     steps: int = 300  # optimiser steps
-    batch_size: int = 96  # (photo, caption) pairs per step
+    batch_size: int = 96  # (photo, caption) pairs per step (the global batch under torchrun)
     learning_rate: float = 2e-3  # projections and temperature
-    image_learning_rate: float = 5e-4  # trained CNN blocks (all of the CNN from scratch)
-    text_learning_rate: float = 5e-5  # MiniLM's last layer in "unlocked" mode
+    image_learning_rate: float = 5e-4  # trained image blocks (all of the image tower from scratch)
+    text_learning_rate: float = 5e-5  # trained text layers
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 20  # linear warm-up, then cosine decay
-    image_blocks: int = 5  # CNN blocks that train, from the end (5: all of the kit's CNN; 0: frozen)
+    image_blocks: int = 5  # image blocks / groups that train, from the end (5: all of the kit's CNN; 0: locked)
     train_text_projection: bool = True  # False keeps pretraining's text map (unseen type names stay put)
     replay_fraction: float = 0.5  # share of each batch drawn from source (icon, name) pairs; pretrained only
+    amp: str | None = None  # mixed precision of the step: None, "bf16" (CPU or CUDA) or "fp16" (CUDA)
     seed: int = 0  # seed of the SKU subset, batch order and caption choice
 
     def __post_init__(self) -> None:
@@ -74,260 +78,235 @@ class FinetuneConfig:
             raise ValueError(f"mode must be one of {MODES}; got {self.mode!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
+        if self.init == "scratch" and self.mode == "image_locked":
+            raise ValueError("init='scratch' trains the image tower: it cannot be combined with mode='image_locked'")
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1]; got {self.label_fraction}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError("steps must be >= 1 and batch_size >= 2")
         if self.image_blocks < 0 or not 0.0 <= self.replay_fraction < 1.0:
             raise ValueError("image_blocks must be >= 0 and replay_fraction in [0, 1)")
+        if self.amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {self.amp!r}")
 
 
 def training_pairs(catalog: pd.DataFrame, label_fraction: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Row positions of the training SKUs kept for a label fraction (at least two SKUs).
-
-    Args:
-        catalog: the shop catalog (``split`` column).
-        label_fraction: share of training SKUs to keep.
-        seed: seed of the choice.
-
-    Returns:
-        Sorted int array of catalog row positions.
-    """
+    """Sorted row positions of the training SKUs kept for a label fraction (at least two SKUs)."""
     rows = np.flatnonzero(catalog["split"].to_numpy() == "train")
     count = max(2, int(round(label_fraction * len(rows))))
     return np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
 
 
-def _tail_length(model: Any, config: FinetuneConfig) -> int:
-    blocks = len(model.backbone.blocks)
-    return blocks if config.init == "scratch" else min(config.image_blocks, blocks)
+def _lock(model: Any, config: FinetuneConfig) -> None:
+    """Lock what the recipe locks, through the model's own verbs (open_clip's group counting)."""
+    lock_text_projection = config.init == "pretrained" and not config.train_text_projection
+    if config.init == "scratch" or config.mode == "full":
+        model.unlock_image_tower()
+    elif config.mode == "image_locked":
+        model.lock_image_tower(0, lock_projection=True)
+    else:
+        try:  # the last image_blocks blocks and the projection (the last group)
+            model.lock_image_tower(config.image_blocks + 1)
+        except ValueError:  # more blocks than the tower has: all of it trains
+            model.unlock_image_tower()
+    if config.mode in ("image_locked", "full"):
+        model.unlock_text_tower()
+    else:  # text_locked: nothing of the encoder; text_last_layer: its last layer (+ the projection)
+        model.lock_text_tower(0 if config.mode == "text_locked" else 2, lock_projection=lock_text_projection)
 
 
-def _image_inputs(model: Any, preprocess: Any, photos: np.ndarray, tail: int, device: torch.device) -> torch.Tensor:
-    """Preprocess photos and run the frozen head of the CNN once: ``(P, C, h, w)`` on ``device``."""
-    blocks = list(model.backbone.blocks)
-    frozen = torch.nn.Sequential(*blocks[: len(blocks) - tail]).to(device).eval()
-    with torch.no_grad():
-        return torch.cat([frozen(preprocess(photos[start:start + 256]).to(device))
-                          for start in range(0, len(photos), 256)])
+def _view(model: Any) -> TrainingView:
+    """The trained view: cached inputs wherever the model exposes where its frozen part ends."""
+    tail = None
+    if splits_image_tower(model):
+        stack = list(model.backbone.blocks)
+        trained = [any(p.requires_grad for p in block.parameters()) for block in stack]
+        first = trained.index(True) if any(trained) else len(stack)
+        tail = torch.nn.Sequential(*stack[first:])  # frozen blocks before it run once
+    text = "tokens"
+    if splits_text_tower(model):
+        encoder = model.text_encoder
+        last_layer = {id(p) for p in encoder.transformer.encoder.layer[-1].parameters()}
+        trained = {id(p) for p in encoder.parameters() if p.requires_grad}
+        text = "features" if not trained else "hidden" if trained <= last_layer else "tokens"
+    return TrainingView(model, tail, text)
 
 
-_PHOTO_CACHE: list = []  # [weakref to the photos array, preprocessing key, preprocessed (S, P, 3, s, s) tensor]
+_SOURCE: dict[tuple, tuple[torch.Tensor, list[str], torch.Tensor]] = {}  # replay views per frozen weights
 
 
-def _preprocessed_photos(preprocess: Any, photos: np.ndarray) -> torch.Tensor:
-    """All photos preprocessed once per photos array: ``(num_skus, photos_per_sku, 3, S, S)`` on CPU.
-
-    Runs of one session (LiT, unlocked, label fractions, scratch) share the same photos array.
-    """
-    import weakref
-
-    key = (getattr(preprocess, "image_size", None), tuple(getattr(preprocess, "mean", ())),
-           tuple(getattr(preprocess, "std", ())), photos.shape)
-    if not (_PHOTO_CACHE and _PHOTO_CACHE[0]() is photos and _PHOTO_CACHE[1] == key):
-        flat = photos.reshape(-1, *photos.shape[2:])
-        inputs = torch.cat([preprocess(np.array(flat[start:start + 512])) for start in range(0, len(flat), 512)])
-        _PHOTO_CACHE[:] = [weakref.ref(photos), key, inputs.view(*photos.shape[:2], *inputs.shape[1:])]
-    return _PHOTO_CACHE[2]
-
-
-_TEXT_CACHE: dict[tuple, dict[str, torch.Tensor]] = {}  # MiniLM outputs reused across runs of one session
-
-
-def _text_inputs(model: Any, texts: list[str], unlocked: bool, device: torch.device) -> dict[str, torch.Tensor]:
-    """MiniLM inputs cached once: pooled features (LiT) or the hidden states before its last layer.
-
-    Results are memoised per (MiniLM weights fingerprint, texts, mode), so the label-efficiency and
-    scratch runs of one session do not re-encode the same captions.
-    """
-    encoder = model.text_encoder.to(device).eval()
-    with torch.no_grad():
-        fingerprint = float(sum(p.double().sum() for p in encoder.parameters()))
-    key = (fingerprint, tuple(texts), unlocked)
-    if key not in _TEXT_CACHE:
-        if len(_TEXT_CACHE) >= 8:
-            _TEXT_CACHE.clear()
-        _TEXT_CACHE[key] = {name: value.cpu() for name, value in _encode_texts(encoder, texts, unlocked, device).items()}
-    return {name: value.to(device) for name, value in _TEXT_CACHE[key].items()}
-
-
-def _encode_texts(encoder: Any, texts: list[str], unlocked: bool, device: torch.device,
-                  chunk: int = 128) -> dict[str, torch.Tensor]:
-    """MiniLM over ``texts`` in chunks of similar length (short titles are not padded to descriptions)."""
-    tokens = {key: value.to(device) for key, value in encoder.tokenize(texts).items()}  # (N, T)
-    lengths = tokens["attention_mask"].sum(1)
-    order = torch.argsort(lengths, stable=True)
-    pieces = []
-    with torch.no_grad():
-        for start in range(0, len(texts), chunk):
-            rows = order[start:start + chunk]
-            keep = int(lengths[rows].max())
-            ids, mask = tokens["input_ids"][rows, :keep], tokens["attention_mask"][rows, :keep]
-            if unlocked:
-                hidden = encoder.transformer(input_ids=ids, attention_mask=mask,
-                                             output_hidden_states=True).hidden_states[-2]  # (b, keep, D)
-                pieces.append(F.pad(hidden, (0, 0, 0, tokens["input_ids"].shape[1] - keep)))
-            else:
-                pieces.append(encoder(ids, mask))  # (b, D)
-    stacked = torch.empty_like(torch.cat(pieces))
-    stacked[order] = torch.cat(pieces)
-    return {"hidden": stacked, "mask": tokens["attention_mask"]} if unlocked else {"features": stacked}
-
-
-_SOURCE_CACHE: dict[tuple, torch.Tensor] = {}  # frozen-CNN maps of the replay views, per CNN weights
-
-
-def _source_inputs(model: Any, preprocess: Any, tail: int, unlocked: bool, seed: int,
-                   device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    """Replay data: frozen-CNN maps of one augmented view per source icon, name features, name ids.
-
-    Shapes:
-        maps ``(N, C, h, w)``; name ids ``(N,)`` (equal names share an id).
-    """
+def _source_pairs(model: Any, view: TrainingView, preprocess: Any, seed: int,
+                  device: torch.device) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Replay pairs: one augmented view per source icon (frozen maps when cached), names, name ids ``(N,)``."""
     from ecmm.data import augment_photos, load_source_corpus
     from ecmm.pretraining.clip import downsample, normalise_views
 
     frame, icons = load_source_corpus()
-    blocks = list(model.backbone.blocks)
-    frozen = torch.nn.Sequential(*blocks[: len(blocks) - tail]).to(device).eval()
-    with torch.no_grad():
-        fingerprint = float(sum(p.double().sum() for p in frozen.parameters())) if len(frozen) else 0.0
-        key = (fingerprint, tail, seed, preprocess.image_size)
-        if key not in _SOURCE_CACHE:
-            generator = torch.Generator().manual_seed(seed + 1)  # own stream: same views with or without cache
-            maps = [frozen(normalise_views(augment_photos(downsample(icons[start:start + 256], 64), generator,
-                                                          image_size=preprocess.image_size), preprocess).to(device)).cpu()
-                    for start in range(0, len(icons), 256)]
-            _SOURCE_CACHE.clear()
-            _SOURCE_CACHE[key] = torch.cat(maps)
-    names = list(frame["name"])
-    _, name_ids = np.unique(names, return_inverse=True)
-    return _SOURCE_CACHE[key].to(device), _text_inputs(model, names, unlocked, device), torch.as_tensor(name_ids)
+    stack = list(model.backbone.blocks) if view.tail is not None else []
+    frozen = torch.nn.Sequential(*stack[:len(stack) - len(view.tail)]) if view.tail is not None else None
+    size = getattr(preprocess, "image_size", 64)
+    key = (weights_digest(frozen) if frozen is not None else id(model), seed, size, len(icons),
+           tuple(getattr(preprocess, "mean", ())), tuple(getattr(preprocess, "std", ())))
+    if key not in _SOURCE:
+        generator = torch.Generator().manual_seed(seed + 1)  # its own stream: the same views with or without cache
+        chunks = []
+        for start in range(0, len(icons), 256):
+            views = augment_photos(downsample(icons[start:start + 256], 64), generator, image_size=size)  # (b, 3, s, s)
+            if hasattr(preprocess, "mean"):
+                inputs = normalise_views(views, preprocess)
+            else:  # a preprocessing that takes uint8 photos (open_clip's transforms)
+                inputs = preprocess(np.asarray((views * 255).round().byte().permute(0, 2, 3, 1)))
+            chunks.append(frozen_maps(list(frozen), inputs, device).cpu() if frozen is not None else inputs)
+        _SOURCE.clear()
+        _, name_ids = np.unique(list(frame["name"]), return_inverse=True)
+        _SOURCE[key] = (torch.cat(chunks), list(frame["name"]), torch.as_tensor(name_ids))
+    return _SOURCE[key]
 
 
-def _text_embeddings(model: Any, cache: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-    """Projected, normalised text embeddings of cached captions ``rows`` -> ``(B, E)``."""
-    if "features" in cache:
-        return model.project_text(cache["features"][rows])
-    mask = cache["mask"][rows]  # (B, T)
-    keep = int(mask.sum(1).max())
-    mask, hidden = mask[:, :keep], cache["hidden"][rows, :keep]
-    additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-    out = model.text_encoder.transformer.encoder.layer[-1](hidden, attention_mask=additive)
-    out = out[0] if isinstance(out, tuple) else out  # (B, T, D)
-    weights = mask.unsqueeze(-1).to(out.dtype)
-    return model.project_text((out * weights).sum(1) / weights.sum(1).clamp(min=1e-9))
+class _PairBatches:
+    """Endless seeded global batches of (photo, caption) pairs, this rank's shard of each.
+
+    Every rank draws the same global batch; the images and texts are this rank's rows and the
+    caption ids are the global batch's (the loss sees the gathered batch).
+    """
+
+    def __init__(self, images: torch.Tensor, texts: Any, per_sku: int, num_skus: int, batch_size: int,
+                 replay: int, source: tuple | None, tokenizer: Any, part: slice, seed: int) -> None:
+        self.images, self.texts, self.per_sku, self.num_skus = images, texts, per_sku, num_skus
+        self.batch_size, self.replay, self.source, self.tokenizer, self.part = batch_size, replay, source, tokenizer, part
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _texts(self, texts: Any, rows: torch.Tensor) -> Any:
+        if isinstance(texts, dict):
+            return {key: value[rows.to(value.device)] for key, value in texts.items()}
+        if isinstance(texts, list):
+            return [texts[int(row)] for row in rows]
+        return texts[rows.to(texts.device)]
+
+    def __iter__(self):
+        while True:
+            pair = torch.randperm(len(self.images), generator=self.generator)[:self.batch_size]  # photo positions
+            sku = pair // self.per_sku  # (B,) position in the subset
+            caption = sku + self.num_skus * torch.randint(2, (len(pair),), generator=self.generator)  # title / description
+            images, texts, ids = self.images[pair.to(self.images.device)], self._texts(self.texts, caption), sku
+            if self.replay:
+                source_images, source_texts, source_ids = self.source
+                icon = torch.randperm(len(source_images), generator=self.generator)[:self.replay]
+                images = torch.cat([images, source_images[icon.to(source_images.device)]])
+                texts = _concat(texts, self._texts(source_texts, icon))
+                ids = torch.cat([ids, self.num_skus + source_ids[icon]])
+            texts = _slice(texts, self.part)
+            tokens = self.tokenizer(texts) if isinstance(texts, list) else texts
+            yield {"images": images[self.part], "tokens": tokens, "caption_ids": ids}
 
 
-def finetune(
-    model: Any,
-    preprocess: Any,
-    catalog: pd.DataFrame,
-    photos: np.ndarray,
-    config: FinetuneConfig = FinetuneConfig(),
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> tuple[Any, dict[str, list[float]]]:
-    """Fine-tune a copy of an offline :class:`~ecmm.models.clip.ClipModel` on training pairs.
+def _concat(first: Any, second: Any) -> Any:
+    if isinstance(first, dict):
+        return {key: torch.cat([first[key], second[key]]) for key in first}
+    return first + second if isinstance(first, list) else torch.cat([first, second])
+
+
+def _slice(texts: Any, part: slice) -> Any:
+    return {key: value[part] for key, value in texts.items()} if isinstance(texts, dict) else texts[part]
+
+
+def _text_inputs(model: Any, view: TrainingView, texts: list[str], device: torch.device) -> Any:
+    """What the view's ``encode_text`` takes for every caption: cached features / states, or the strings."""
+    if view.text == "tokens":
+        return list(texts)
+    cache = text_features(model.text_encoder, texts, view.text == "hidden", device)
+    return cache["features"] if view.text == "features" else cache
+
+
+def finetune(model: Any, catalog: pd.DataFrame, photos: np.ndarray, config: FinetuneConfig = FinetuneConfig(),
+             device: str | torch.device | None = None, progress: bool = True,
+             context: DistributedContext | None = None) -> tuple[Any, dict[str, list[float]]]:
+    """Fine-tune a copy of any CLIP-like model on the shop's training pairs with :func:`ecmm.train.fit`.
 
     Every training SKU contributes its photos; each step pairs a photo with its SKU's title or
     description (chosen at random); all pairs of one SKU count as positives (``caption_ids``).
 
     Args:
-        model: the starting model (left unchanged).
-        preprocess: its image preprocessing.
+        model: the starting model (left unchanged); its ``preprocess`` and ``tokenizer`` are used.
         catalog: shop catalog; rows with ``split == "train"`` are used.
         photos: uint8 ``(num_skus, photos_per_sku, H, W, 3)`` aligned with ``catalog``.
         config: the recipe.
-        device: where to train; None picks the best available.
-        progress: show a tqdm bar.
+        device: where to train; None picks the best available (ignored under ``context``).
+        progress: show a progress bar (rank 0 only).
+        context: from :func:`ecmm.distributed.init_distributed`; None = one process.
 
     Returns:
-        ``(fine-tuned model in eval mode, history)``; history has ``step_loss``, ``temperature``,
-        ``seconds`` (total), ``images_per_second`` and ``num_pairs``.
+        ``(fine-tuned model in eval mode, history)``: the :func:`~ecmm.train.fit` history plus
+        ``temperature`` (per step), ``seconds`` (total), ``images_per_second``, ``num_pairs``.
     """
-    if not hasattr(model, "backbone"):
-        raise ValueError("finetune() works on the offline 'ecmm-clip' model; fine-tune hub models with open_clip")
-    device = get_device(device)
-    generator = torch.Generator().manual_seed(config.seed)
+    preprocess, tokenizer = getattr(model, "preprocess", None), getattr(model, "tokenizer", None)
+    if not isinstance(catalog, pd.DataFrame):  # the older (model, preprocess, catalog, photos, config) order
+        preprocess, catalog, photos = catalog, photos, config
+        config = device if isinstance(device, FinetuneConfig) else FinetuneConfig()
+        device = None
+    return _finetune(model, preprocess, tokenizer, catalog, photos, config, context or single_process(device), progress)
+
+
+def _finetune(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame, photos: np.ndarray,
+              config: FinetuneConfig, context: DistributedContext, progress: bool) -> tuple[Any, dict]:
+    import time
+
+    start, device = time.perf_counter(), context.device
     torch.manual_seed(config.seed)
     model = copy.deepcopy(model).to(device)
-    start = time.perf_counter()
+    if tokenizer is None and hasattr(model, "text_encoder"):
+        from ecmm.models.clip import ClipTokenizer
+
+        tokenizer = ClipTokenizer(model.text_encoder.tokenizer, model.config.context_length)
     rows = training_pairs(catalog, config.label_fraction, config.seed)
-    per_sku = photos.shape[1]
-    tail = _tail_length(model, config)
-    inputs = _preprocessed_photos(preprocess, photos)[torch.as_tensor(rows)].flatten(0, 1)  # (P, 3, S, S)
-    images = _image_inputs(model, lambda batch: batch, inputs, tail, device)  # frozen CNN head once: (P, C, h, w)
+    _lock(model, config)
+    view = _view(model)
+    groups = model.param_groups(head_lr=config.learning_rate, image_lr=config.image_learning_rate,
+                                text_lr=config.text_learning_rate, weight_decay=config.weight_decay)
+    photo_inputs = preprocessed_photos(preprocess, photos)[torch.as_tensor(rows)].flatten(0, 1)  # (P, 3, S, S)
+    if view.tail is not None:
+        stack = list(model.backbone.blocks)
+        photo_inputs = frozen_maps(stack[:len(stack) - len(view.tail)], photo_inputs, device)  # (P, C, h, w), once
     subset = catalog.iloc[rows]
-    texts = list(subset["title"]) + list(subset["description"])
-    text_cache = _text_inputs(model, texts, config.mode == "unlocked", device)
-    transfer = config.init == "pretrained"  # the scratch baseline trains everything on shop pairs only
-    replay = round(config.replay_fraction * config.batch_size) if transfer else 0
+    texts = _text_inputs(model, view, list(subset["title"]) + list(subset["description"]), device)
+    replay = round(config.replay_fraction * config.batch_size) if config.init == "pretrained" else 0
+    source = None
     if replay:
-        source_maps, source_text, source_ids = _source_inputs(model, preprocess, tail, config.mode == "unlocked",
-                                                              config.seed, device)
-    model.lock_text_tower(lock_projection=transfer and not config.train_text_projection).lock_image_tower()
-    tail_blocks = list(model.backbone.blocks)[len(model.backbone.blocks) - tail:] if tail else []
-    for block in tail_blocks:
-        block.requires_grad_(True)
-    image_parameters = [p for block in tail_blocks for p in block.parameters()]
-    head_parameters = [*model.image_projection.parameters(), model.logit_scale]
-    if not transfer or config.train_text_projection:
-        head_parameters += list(model.text_projection.parameters())
-    groups = [{"params": head_parameters, "lr": config.learning_rate}]
-    if image_parameters:
-        groups.append({"params": image_parameters, "lr": config.image_learning_rate})
-    if config.mode == "unlocked":
-        last_layer = model.text_encoder.transformer.encoder.layer[-1].requires_grad_(True)
-        groups.append({"params": list(last_layer.parameters()), "lr": config.text_learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    base_rates = [group["lr"] for group in optimizer.param_groups]
-    model.train()
-    tail_module = torch.nn.Sequential(*tail_blocks)
-    history: dict[str, list[float]] = {"step_loss": [], "temperature": []}
-    num_pairs, batch_size = len(images), min(config.batch_size - replay, len(images))
-    train_start = time.perf_counter()
-    for step in tqdm(range(config.steps), desc=f"fine-tune ({config.mode}, {config.init})", disable=not progress):
-        pair = torch.randperm(num_pairs, generator=generator)[:batch_size]  # photo positions
-        sku = pair // per_sku  # (B,) position in the subset
-        caption = sku + len(rows) * torch.randint(2, (batch_size,), generator=generator)  # title or description
-        for group, base in zip(optimizer.param_groups, base_rates):
-            group["lr"] = base * cosine_schedule(step, config.steps, config.warmup_steps)
-        maps, caption_ids = images[pair.to(device)], sku.to(device)  # (B, C, h, w), (B,)
-        if replay:
-            icon = torch.randperm(len(source_maps), generator=generator)[:replay].to(device)
-            maps = torch.cat([maps, source_maps[icon]])
-            caption_ids = torch.cat([caption_ids, len(rows) + source_ids.to(device)[icon]])
-        features = tail_module(maps).mean(dim=(2, 3))  # (B, num_features)
-        image_emb = F.normalize(model.image_projection(features), dim=-1)  # (B, E)
-        text_emb = _text_embeddings(model, text_cache, caption.to(device))  # (B, E)
-        if replay:
-            text_emb = torch.cat([text_emb, _text_embeddings(model, source_text, icon)])
-        loss = clip_loss(image_emb, text_emb, model.scale(), caption_ids=caption_ids)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history["step_loss"].append(loss.item())
-        history["temperature"].append(1.0 / model.scale().item())
-    train_seconds = time.perf_counter() - train_start
-    model.lock_text_tower().eval()
+        source_images, names, name_ids = _source_pairs(model, view, preprocess, config.seed, device)
+        source_texts = _text_inputs(model, view, names, device)
+        if view.text == "hidden":
+            length = max(texts["mask"].shape[1], source_texts["mask"].shape[1])
+            texts, source_texts = pad_hidden(texts, length), pad_hidden(source_texts, length)
+        source = (source_images.to(device) if view.tail is not None else source_images, source_texts, name_ids)
+    batch_size = min(config.batch_size - replay, len(photo_inputs))
+    part = shard_positions(batch_size + replay, context.rank, context.world_size)
+    batches = _PairBatches(photo_inputs, texts, photos.shape[1], len(rows), batch_size, replay, source, tokenizer,
+                           part, config.seed)
+    trained = wrap_data_parallel(view.to(device), context)
+    gather = gather_with_grad if context.world_size > 1 else None
+    temperatures: list[float] = []
+
+    def loss_fn(module: torch.nn.Module, batch: dict) -> torch.Tensor:
+        temperatures.append(1.0 / float(model.scale().detach()))
+        return clip_step(module, batch, gather=gather)
+
+    history = fit(trained, batches, loss_fn=loss_fn, steps=config.steps,
+                  optimizer=torch.optim.AdamW(groups, weight_decay=config.weight_decay),
+                  warmup_steps=config.warmup_steps, amp=config.amp, device=device,
+                  progress=progress and context.is_main, description=f"fine-tune ({config.mode}, {config.init})")
+    history["temperature"] = temperatures
+    history["images_per_second"] = [config.steps * (batch_size + replay) / max(history["seconds"][-1], 1e-9)]
     history["seconds"] = [time.perf_counter() - start]
-    history["images_per_second"] = [config.steps * (batch_size + replay) / max(train_seconds, 1e-9)]
-    history["num_pairs"] = [float(num_pairs)]
-    return model, history
+    history["num_pairs"] = [float(len(photo_inputs))]
+    history["world_size"] = [float(context.world_size)]
+    return model.eval(), history
 
 
 @torch.no_grad()
 def interpolate_weights(zero_shot: torch.nn.Module, finetuned: torch.nn.Module, alpha: float) -> torch.nn.Module:
-    """WiSE-FT: a model with weights ``(1 - alpha) * zero_shot + alpha * finetuned``.
+    """WiSE-FT: a copy of ``finetuned`` with floating-point weights ``(1 - alpha) * zero_shot + alpha * finetuned``.
 
-    Args:
-        zero_shot: the model before fine-tuning.
-        finetuned: the model after fine-tuning (same architecture).
-        alpha: mixing weight in ``[0, 1]`` (0 = zero-shot, 1 = fine-tuned).
-
-    Returns:
-        A new model (a copy of ``finetuned`` with mixed floating-point weights and buffers).
+    ``alpha`` in ``[0, 1]``: 0 gives the zero-shot weights, 1 the fine-tuned ones (same architecture).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
@@ -345,79 +324,73 @@ def recipe_tag(config: FinetuneConfig) -> str:
 
 
 def shop_model_dir(config: FinetuneConfig = FinetuneConfig()) -> Path:
-    """Cache folder of the shop model of a recipe (``ECMM_HOME/assets/shop_clip_<recipe tag>``).
+    """Folder of the shop model of a recipe under :func:`ecmm.artifacts.assets_home`.
 
-    A changed recipe gets a new folder, so a model built with an older recipe is never reused.
+    The default recipe's model is the registry's ``shop_clip`` (what ``ecmm search`` loads);
+    another recipe gets ``shop_clip_<recipe tag>``, so a model of one recipe is never taken for another's.
     """
-    from ecmm.config import get_settings
+    from ecmm.artifacts import assets_home
 
-    return get_settings().home / "assets" / f"shop_clip_{recipe_tag(config)}"
+    return assets_home() / ("shop_clip" if config == FinetuneConfig() else f"shop_clip_{recipe_tag(config)}")
 
 
-def get_shop_model(device: str | torch.device | None = None, config: FinetuneConfig = FinetuneConfig(),
-                   progress: bool = True) -> tuple[Any, Any, Any]:
-    """The CLIP model fine-tuned on the whole shop training split (built once, then cached).
+def model_sha256(card: dict) -> str | None:
+    """The sha256 of a model folder's weights, from its card (``files`` or an older ``sha256`` key)."""
+    files = card.get("files") or {}
+    return (files.get("model.safetensors") or {}).get("sha256") or card.get("sha256")
 
-    Args:
-        device: where to put the model; None picks the best available.
-        config: recipe used when it has to be built.
-        progress: show progress bars while building.
 
-    Returns:
-        ``(model, preprocess, tokenizer)`` like :func:`ecmm.models.clip.create_clip_model`.
+def save_shop_model(model: Any, folder: Path, config: FinetuneConfig, history: dict, base_sha256: str | None) -> Path:
+    """Save a fine-tuned model with the card every shop model carries (recipe, data, base sha256, metrics)."""
+    card = {"asset": "shop_clip", "recipe": {"version": RECIPE_VERSION, **asdict(config)},
+            "data": {"catalog": "offline shop, split == 'train'", "pairs": int(history["num_pairs"][0]),
+                     "base_sha256": base_sha256},
+            "metrics": {"final_loss": float(np.mean(history["step_loss"][-20:])),
+                        "train_seconds": history["seconds"][0], "world_size": int(history["world_size"][0])},
+            "text_trained": config.mode != "text_locked"}
+    if hasattr(model, "save"):
+        return model.cpu().save(folder, card)
+    from ecmm.models.clip import save_clip_checkpoint
+
+    return save_clip_checkpoint(model.cpu(), folder, card)
+
+
+def build_shop_model(folder: Path, config: FinetuneConfig = FinetuneConfig(), progress: bool = True,
+                     context: DistributedContext | None = None) -> None:
+    """The registry's builder: fine-tune the pretrained offline model on the shop and save it in ``folder``.
+
+    Under torchrun (``context`` with several processes) every rank trains and rank 0 saves.
     """
-    from ecmm.assets import asset_card, ensure_asset
+    from ecmm.artifacts import assets_home, read_card
     from ecmm.data import load_catalog, load_photos
-    from ecmm.models.clip import (ClipTokenizer, create_clip_model, load_clip_checkpoint,
-                                  save_clip_checkpoint)
-    from ecmm.models.image import ImagePreprocess
+    from ecmm.models.clip import create_clip_model
 
-    folder = shop_model_dir(config)
-    card_path = folder / "card.json"
-    ensure_asset("clip")  # an outdated pretrained model is rebuilt first
-    base_sha256 = (asset_card("clip") or {}).get("sha256")
-    if card_path.is_file():
-        card = json.loads(card_path.read_text())
-        if card.get("recipe") != asdict(config) or card.get("data", {}).get("base_sha256") != base_sha256:
-            card_path.unlink()  # built with another recipe or from another pretrained model: rebuild
-    if not card_path.is_file():
-        base, preprocess, _ = create_clip_model("ecmm-clip", pretrained=True, device=device)
-        catalog, photos = load_catalog("offline"), load_photos("offline")
-        model, history = finetune(base, preprocess, catalog, photos, config, device=device, progress=progress)
-        card = {"asset": "shop_clip", "recipe": asdict(config),
-                "data": {"catalog": "offline shop, split == 'train'", "pairs": int(history["num_pairs"][0]),
-                         "base_sha256": base_sha256},
-                "metrics": {"final_loss": float(np.mean(history["step_loss"][-20:])),
-                            "train_seconds": history["seconds"][0]},
-                "text_trained": config.mode == "unlocked"}
-        save_clip_checkpoint(model.cpu(), folder, card)
-    model, _ = load_clip_checkpoint(folder, device=device)
-    cnn = model.backbone.config
-    preprocess = ImagePreprocess(cnn.image_size, cnn.mean, cnn.std)
-    return model, preprocess, ClipTokenizer(model.text_encoder.tokenizer, model.config.context_length)
+    context = context or single_process(None)
+    base_sha256 = model_sha256(read_card(assets_home() / "clip"))
+    base, preprocess, tokenizer = create_clip_model("ecmm-clip", pretrained=True, device="cpu")
+    model, history = _finetune(base, getattr(base, "preprocess", preprocess), getattr(base, "tokenizer", tokenizer),
+                               load_catalog("offline"), load_photos("offline"), config, context, progress)
+    if context.is_main:
+        save_shop_model(model, Path(folder), config, history, base_sha256)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ecmm.finetune [--force] [--steps N] [--mode lit|unlocked]``: build the shop model.
-
-    Under ``torchrun --nproc_per_node=N -m ecmm.finetune`` (``WORLD_SIZE > 1``) it runs the
-    data-parallel LiT fine-tuning of :mod:`ecmm.distributed` instead.
-    """
+    """``[torchrun --nproc_per_node=N] python -m ecmm.finetune [--steps S] [--mode M]``: build the shop model."""
     parser = argparse.ArgumentParser(prog="python -m ecmm.finetune", description=main.__doc__)
-    parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     parser.add_argument("--steps", type=int, default=FinetuneConfig.steps, help="optimiser steps")
-    parser.add_argument("--mode", choices=MODES, default="lit", help="which towers train")
+    parser.add_argument("--mode", choices=MODES, default=FinetuneConfig.mode, help="what stays locked")
+    parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision")
     args = parser.parse_args(argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: data-parallel LiT fine-tuning
-        from ecmm.distributed import main as distributed_main
-
-        return distributed_main(["--steps", str(args.steps), "--save"])
-    config = replace(FinetuneConfig(), steps=args.steps, mode=args.mode)
-    folder = shop_model_dir(config)
-    if args.force and (folder / "card.json").exists():
-        (folder / "card.json").unlink()
-    get_shop_model(config=config)
-    print(f"shop model ready in {folder.name}/ under ECMM_HOME")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = replace(FinetuneConfig(), steps=args.steps, mode=args.mode, amp=args.amp)
+    context = init_distributed()
+    try:
+        folder = shop_model_dir(config)
+        build_shop_model(folder, config, progress=True, context=context)
+        if context.is_main:
+            print(f"shop model of {context.world_size} process(es) saved in {folder.name}/ under ECMM_HOME/assets")
+    finally:
+        shutdown_distributed()
     return 0
 
 

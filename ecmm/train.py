@@ -1,29 +1,40 @@
-"""A small, generic training loop: ``fit`` / ``train_one_epoch`` / ``evaluate`` / ``predict``.
+"""The kit's one training loop: ``fit`` (plus ``evaluate`` / ``predict`` and small helpers).
 
-The loss contract keeps the loop generic: a loss function takes the model and one batch (already
-moved to the device) and returns a scalar tensor::
+Every trainer of the kit is a loss function and data handed to :func:`fit`.  The loss contract
+keeps the loop generic: a loss function takes the model and one batch (already moved to the
+device) and returns a scalar tensor::
 
     def loss_fn(model: nn.Module, batch) -> torch.Tensor: ...
 
-:func:`classification_loss` is the default (batch = ``(inputs, labels)``, cross-entropy on
-``model(inputs)``); a contrastive loss for CLIP is written the same way with its own batch.
+:func:`classification_loss` is the default (batch = ``(inputs, labels)``); :func:`clip_step` is
+the contrastive loss of one (images, tokens) batch for any CLIP-like model, written once.
+:func:`fit` adds what every trainer needs: epochs or a number of steps, AdamW over parameter
+groups, a per-step schedule (:func:`warmup_cosine`), mixed precision (``torch.autocast``),
+gradient accumulation, gradient clipping, a progress bar that stays quiet in logs, and a history.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ecmm.device import get_device
+from ecmm.losses import clip_loss
+from ecmm.progress import progress_bar
+
+__all__ = ["fit", "evaluate", "predict", "classification_loss", "clip_step", "warmup_cosine",
+           "warmup_cosine_scheduler", "autocast_context", "make_optimizer", "move_to_device",
+           "tensor_loader", "sample_per_class", "train_linear_probe", "train_classifier"]
 
 LossFunction = Callable[[nn.Module, Any], torch.Tensor]
 Callback = Callable[[int, nn.Module, dict], "Mapping[str, float] | None"]
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -38,24 +49,74 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
 
 
 def classification_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy of ``model(inputs)`` against ``labels``.
-
-    Args:
-        model: maps inputs to logits (B, K).
-        batch: ``(inputs, labels)`` with labels (B,) int64.
-
-    Returns:
-        Scalar loss tensor.
-    """
+    """Mean cross-entropy of ``model(inputs)`` (B, K) against ``labels`` (B,) int64."""
     inputs, labels = batch[0], batch[1]
     return F.cross_entropy(model(inputs), labels)
 
 
-def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on CUDA when ``amp`` is set; a no-op context otherwise (CPU, MPS)."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def clip_step(model: nn.Module, batch: Any,
+              gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The CLIP loss of one batch of (image, caption) pairs, for any CLIP-like model.
+
+    ``model.encode_image(images)`` and ``model.encode_text(tokens)`` give L2-normalised
+    embeddings, ``model.scale()`` the clamped ``exp(logit_scale)``; the loss is
+    :func:`ecmm.losses.clip_loss` (rows sharing a caption id are all positives).
+
+    Args:
+        model: anything with ``encode_image``, ``encode_text`` and ``scale`` (or a
+            DistributedDataParallel around a module whose forward returns the three).
+        batch: ``{"images", "tokens", "caption_ids"?}`` or a tuple ``(images, tokens[, caption_ids])``.
+        gather: under data parallelism, concatenates every process's embeddings with gradients
+            (:func:`ecmm.distributed.gather_with_grad`); ``caption_ids`` then describe the gathered
+            (global) batch.
+
+    Returns:
+        Scalar loss.
+
+    Shapes:
+        images ``(b, ...)`` and tokens ``(b, ...)`` per process; caption_ids ``(B,)`` with
+        ``B = b`` (or ``world_size * b`` with ``gather``).
+    """
+    if isinstance(batch, Mapping):
+        images, tokens, caption_ids = batch["images"], batch["tokens"], batch.get("caption_ids")
+    else:
+        images, tokens, caption_ids = batch[0], batch[1], (batch[2] if len(batch) > 2 else None)
+    if isinstance(model, nn.parallel.DistributedDataParallel):  # its forward is what syncs gradients
+        image_emb, text_emb, scale = model(images, tokens)  # (b, E), (b, E), ()
+    else:
+        image_emb, text_emb, scale = model.encode_image(images), model.encode_text(tokens), model.scale()
+    if gather is not None:
+        image_emb, text_emb = gather(image_emb), gather(text_emb)  # (B, E) each
+    return clip_loss(image_emb.float(), text_emb.float(), scale.float(), caption_ids=caption_ids)
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
+                            warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """A scheduler that multiplies every group's rate by :func:`warmup_cosine` (step it per step)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))
+
+
+def autocast_context(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` in ``amp`` precision (``"bf16"`` / ``"fp16"``), or a no-op for None.
+
+    bf16 runs on CUDA and CPU; fp16 only on CUDA (with a gradient scaler, see :func:`fit`).
+    """
+    if amp is None:
+        return contextlib.nullcontext()
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 autocast needs a CUDA device; use amp='bf16' on the CPU")
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
 def make_optimizer(
@@ -67,13 +128,9 @@ def make_optimizer(
     """AdamW over ``param_groups`` (each may carry its own ``lr``) or over trainable parameters.
 
     Args:
-        model: the model; used when ``param_groups`` is None (only ``requires_grad`` parameters).
+        model: used when ``param_groups`` is None (only its ``requires_grad`` parameters).
         param_groups: e.g. ``[{"params": f.parameters(), "lr": 1e-4}, {"params": g.parameters()}]``.
-        learning_rate: default learning rate.
-        weight_decay: default weight decay.
-
-    Returns:
-        A ``torch.optim.AdamW``.
+        learning_rate, weight_decay: defaults of every group.
     """
     if param_groups is None:
         groups: list[dict] = [{"params": [p for p in model.parameters() if p.requires_grad]}]
@@ -86,61 +143,162 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay)
 
 
-def train_one_epoch(
+def _batches(loader: Iterable, epochs: int | None, steps: int | None,
+             accumulation: int) -> Iterator[tuple[int, list]]:
+    """Yield ``(epoch, micro-batches of one optimiser step)``; ``steps`` re-iterates the loader."""
+    epoch, done = 0, 0
+    while (epochs is not None and epoch < epochs) or (steps is not None and done < steps):
+        epoch += 1
+        group: list = []
+        seen = 0
+        for batch in loader:
+            seen += 1
+            group.append(batch)
+            if len(group) == accumulation:
+                yield epoch, group
+                group, done = [], done + 1
+                if steps is not None and done == steps:
+                    return
+        if seen == 0:
+            raise ValueError("The training loader gave no batch: pass a loader that can be re-iterated.")
+        if group:  # an epoch's last, shorter accumulation group still makes a step
+            yield epoch, group
+            done += 1
+
+
+def fit(
     model: nn.Module,
     train_loader: Iterable,
-    optimizer: torch.optim.Optimizer,
     *,
     loss_fn: LossFunction = classification_loss,
-    device: str | torch.device | None = None,
-    amp: bool = False,
+    epochs: int | None = None,
+    steps: int | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    param_groups: Sequence[Mapping[str, Any]] | None = None,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
     scheduler: Any = None,
-    progress: tqdm | None = None,
-) -> list[float]:
-    """Run one pass over ``train_loader`` with one optimizer step per batch.
+    warmup_steps: int | None = None,
+    amp: str | None = None,
+    accumulation_steps: int = 1,
+    max_grad_norm: float | None = None,
+    val_loader: Iterable | None = None,
+    callback: Callback | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    description: str = "train",
+) -> dict[str, list[float]]:
+    """Train ``model`` with ``loss_fn`` over ``train_loader``; return a history dict.
+
+    Loss contract: ``loss_fn(model, batch) -> scalar tensor``; the batch arrives on the device.
 
     Args:
-        model: the model (put in train mode here).
-        train_loader: iterable of batches (any structure ``loss_fn`` understands).
-        optimizer: the optimizer.
-        loss_fn: ``loss_fn(model, batch) -> scalar tensor`` (see module docstring).
-        device: where to run; None picks the best available.
-        amp: bfloat16 autocast on CUDA (ignored on CPU).
-        scheduler: optional learning-rate scheduler, stepped after every batch.
-        progress: optional tqdm bar advanced once per batch.
+        model: the model; moved to ``device``, in train mode during the loop, eval mode after.
+        train_loader: iterable of batches, re-iterated every epoch (or until ``steps``).
+        loss_fn: see the loss contract (default :func:`classification_loss`).
+        epochs: passes over the loader; or
+        steps: optimiser steps (exactly one of ``epochs`` / ``steps``).
+        optimizer: a ready optimizer; if None, AdamW over ``param_groups`` (or the trainable
+            parameters) with ``learning_rate`` / ``weight_decay``.
+        param_groups: groups with their own ``lr`` (e.g. lower for the backbone than the head).
+        learning_rate, weight_decay: defaults when building the optimizer.
+        scheduler: a scheduler stepped after every optimiser step; or
+        warmup_steps: build :func:`warmup_cosine_scheduler` over all steps with this warm-up.
+        amp: ``None`` (full precision), ``"bf16"`` (CUDA or CPU) or ``"fp16"`` (CUDA, with a
+            gradient scaler): ``torch.autocast`` around the loss.
+        accumulation_steps: micro-batches per optimiser step (their gradients average: the step
+            equals one on the concatenated batch for mean losses).
+        max_grad_norm: clip the gradients' global norm to this before every step.
+        val_loader: if given, ``val_loss`` (same ``loss_fn``) is recorded after every epoch.
+        callback: ``callback(epoch, model, history) -> dict | None`` after every epoch; returned
+            numbers are appended to ``history`` under their keys.
+        device: where to train; None picks the best available.
+        progress: show a progress bar (one tick per optimiser step; quiet in logs).
+        description: label of the progress bar.
 
     Returns:
-        The loss of every step, as floats.
+        History: ``step_loss`` (every optimiser step), ``learning_rate`` (first group, every
+        step), ``grad_norm`` (every step, when clipping), ``epoch``, ``train_loss`` (mean per
+        epoch), ``seconds`` (cumulative per epoch), ``val_loss`` and the callback's keys.
     """
+    if (epochs is None) == (steps is None):
+        raise ValueError("pass exactly one of epochs= or steps=")
+    if (epochs is not None and epochs < 1) or (steps is not None and steps < 1):
+        raise ValueError(f"epochs and steps must be at least 1; got epochs={epochs}, steps={steps}")
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be at least 1; got {accumulation_steps}")
     device = get_device(device)
+    model.to(device)
+    if optimizer is None:
+        optimizer = make_optimizer(model, param_groups, learning_rate, weight_decay)
+    try:
+        per_epoch: int | None = math.ceil(len(train_loader) / accumulation_steps)  # type: ignore[arg-type]
+    except TypeError:
+        per_epoch = None
+    total = steps if steps is not None else (per_epoch * epochs if per_epoch is not None else None)
+    if scheduler is None and warmup_steps is not None:
+        if total is None:
+            raise ValueError("warmup_steps needs steps= or a loader with a length")
+        scheduler = warmup_cosine_scheduler(optimizer, total, warmup_steps)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "step_loss": [], "learning_rate": [],
+                                       "seconds": []}
+    start, epoch_losses, current = time.perf_counter(), [], 1
     model.train()
-    losses: list[float] = []
-    for batch in train_loader:
-        batch = move_to_device(batch, device)
-        with autocast_context(device, amp):
-            loss = loss_fn(model, batch)
-        if not torch.isfinite(loss):
-            raise ValueError(f"Loss became {loss.item()}: lower the learning rate.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    return losses
+    with progress_bar(total=total, desc=description, disable=not progress, leave=False) as bar:
+        for epoch, group in _batches(train_loader, epochs, steps, accumulation_steps):
+            if epoch != current:
+                _end_epoch(history, current, epoch_losses, model, val_loader, loss_fn, device, callback, start)
+                epoch_losses, current = [], epoch
+                model.train()
+            history["learning_rate"].append(float(optimizer.param_groups[0]["lr"]))
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for batch in group:
+                with autocast_context(device, amp):
+                    loss = loss_fn(model, move_to_device(batch, device)) / len(group)
+                if not torch.isfinite(loss):
+                    raise ValueError(f"Loss became {loss.item()}: lower the learning rate.")
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                step_loss += float(loss.detach())
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if max_grad_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+                history.setdefault("grad_norm", []).append(float(norm))
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            history["step_loss"].append(step_loss)
+            epoch_losses.append(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", refresh=False)
+    _end_epoch(history, current, epoch_losses, model, val_loader, loss_fn, device, callback, start)
+    model.eval()
+    return history
+
+
+def _end_epoch(history: dict, epoch: int, losses: list[float], model: nn.Module, val_loader: Iterable | None,
+               loss_fn: LossFunction, device: torch.device, callback: Callback | None, start: float) -> None:
+    """Record one epoch's summary (and validation / callback values) in ``history``."""
+    history["epoch"].append(epoch)
+    history["train_loss"].append(sum(losses) / max(len(losses), 1))
+    if val_loader is not None:
+        history.setdefault("val_loss", []).append(evaluate(model, val_loader, loss_fn=loss_fn, device=device))
+    if callback is not None:
+        for key, value in (callback(epoch, model, history) or {}).items():
+            history.setdefault(key, []).append(float(value))
+    history["seconds"].append(time.perf_counter() - start)
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Iterable,
-    *,
-    loss_fn: LossFunction = classification_loss,
-    device: str | torch.device | None = None,
-) -> float:
+def evaluate(model: nn.Module, loader: Iterable, *, loss_fn: LossFunction = classification_loss,
+             device: str | torch.device | None = None) -> float:
     """Mean of ``loss_fn`` over ``loader`` in eval mode (weighted by batch size when known)."""
     device = get_device(device)
     model.eval()
@@ -156,16 +314,12 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module, loader: Iterable, *, device: str | torch.device | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, loader: Iterable, *,
+            device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs of ``model(inputs)`` over a loader of ``(inputs, labels)`` batches, in eval mode.
 
     Returns:
         (outputs (N, K) on CPU, labels (N,) on CPU).
-
-    Shapes:
-        outputs: (N, K) — logits for a classifier, features for a backbone.
     """
     device = get_device(device)
     model.eval()
@@ -180,91 +334,9 @@ def predict(
     return torch.cat(outputs), torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
 
 
-def fit(
-    model: nn.Module,
-    train_loader: Iterable,
-    *,
-    epochs: int,
-    optimizer: torch.optim.Optimizer | None = None,
-    param_groups: Sequence[Mapping[str, Any]] | None = None,
-    learning_rate: float = 1e-3,
-    weight_decay: float = 0.0,
-    loss_fn: LossFunction = classification_loss,
-    val_loader: Iterable | None = None,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    scheduler: Any = None,
-    callback: Callback | None = None,
-    progress: bool = True,
-    description: str = "train",
-) -> dict[str, list[float]]:
-    """Train ``model`` for ``epochs`` passes over ``train_loader``; return a history dict.
-
-    Loss contract: ``loss_fn(model, batch) -> scalar tensor``; the batch arrives already on the
-    device. The default is :func:`classification_loss` for ``(inputs, labels)`` batches.
-
-    Args:
-        model: the model; moved to ``device``.
-        train_loader: iterable of batches; re-iterated every epoch.
-        epochs: number of passes (≥ 1).
-        optimizer: a ready optimizer; if None, AdamW is built from ``param_groups`` (or from the
-            trainable parameters) with ``learning_rate`` / ``weight_decay``.
-        param_groups: parameter groups with their own ``lr`` (e.g. lower for ``f`` than ``g``).
-        learning_rate: default learning rate when building the optimizer.
-        weight_decay: default weight decay when building the optimizer.
-        loss_fn: see the loss contract.
-        val_loader: if given, ``val_loss`` (same ``loss_fn``) is recorded after every epoch.
-        device: where to train; None picks the best available.
-        amp: bfloat16 autocast on CUDA; a no-op on CPU.
-        scheduler: optional scheduler stepped after every batch.
-        callback: ``callback(epoch, model, history) -> dict | None`` after every epoch; returned
-            numbers are appended to ``history`` under their keys (e.g. ``val_accuracy``).
-        progress: show a tqdm progress bar (one tick per batch).
-        description: label of the progress bar.
-
-    Returns:
-        History: ``epoch``, ``train_loss`` (mean per epoch), ``step_loss`` (every step),
-        ``seconds`` (cumulative wall time), ``val_loss`` when ``val_loader`` is given, plus the
-        callback's keys.
-    """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}.")
-    device = get_device(device)
-    model.to(device)
-    if optimizer is None:
-        optimizer = make_optimizer(model, param_groups, learning_rate, weight_decay)
-    try:
-        steps_per_epoch: int | None = len(train_loader)  # type: ignore[arg-type]
-    except TypeError:
-        steps_per_epoch = None
-    total = steps_per_epoch * epochs if steps_per_epoch is not None else None
-    history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "step_loss": [], "seconds": []}
-    start = time.perf_counter()
-    with tqdm(total=total, desc=description, disable=not progress, leave=False) as bar:
-        for epoch in range(1, epochs + 1):
-            losses = train_one_epoch(model, train_loader, optimizer, loss_fn=loss_fn, device=device,
-                                     amp=amp, scheduler=scheduler, progress=bar)
-            history["epoch"].append(epoch)
-            history["train_loss"].append(sum(losses) / max(len(losses), 1))
-            history["step_loss"].extend(losses)
-            if val_loader is not None:
-                history.setdefault("val_loss", []).append(
-                    evaluate(model, val_loader, loss_fn=loss_fn, device=device))
-            if callback is not None:
-                for key, value in (callback(epoch, model, history) or {}).items():
-                    history.setdefault(key, []).append(float(value))
-            history["seconds"].append(time.perf_counter() - start)
-    model.eval()
-    return history
-
-
 def tensor_loader(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 64,
                   shuffle: bool = True, seed: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader over in-memory ``(inputs, labels)`` with a seeded shuffle.
-
-    Shapes:
-        inputs: (N, ...); labels: (N,).
-    """
+    """A DataLoader over in-memory ``(inputs (N, ...), labels (N,))`` with a seeded shuffle."""
     if len(inputs) != len(labels):
         raise ValueError(f"inputs and labels differ in length: {len(inputs)} vs {len(labels)}.")
     dataset = torch.utils.data.TensorDataset(inputs, labels)
@@ -274,15 +346,9 @@ def tensor_loader(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 
 
 
 def sample_per_class(labels: Any, shots: int | None, seed: int = 0) -> torch.Tensor:
-    """Indices of ``shots`` random examples of every class (all of them when ``shots`` is None).
+    """Sorted int64 indices of ``shots`` random examples of every class of ``labels`` (N,).
 
-    Args:
-        labels: (N,) integer class ids.
-        shots: examples per class; classes with fewer keep all of theirs; None keeps everything.
-        seed: seeds the choice.
-
-    Returns:
-        Sorted int64 indices into ``labels``.
+    Classes with fewer keep all of theirs; ``shots=None`` keeps everything.
     """
     labels = torch.as_tensor(labels)
     if shots is None:
@@ -297,55 +363,44 @@ def sample_per_class(labels: Any, shots: int | None, seed: int = 0) -> torch.Ten
     return torch.sort(torch.cat(chosen)).values
 
 
-def train_linear_probe(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, steps: int = 300,
-    learning_rate: float = 0.01, weight_decay: float = 1e-4, seed: int = 0,
-    device: str | torch.device | None = None,
-) -> nn.Module:
-    """Feature-based transfer: fit a softmax head on frozen features (full-batch AdamW).
-
-    Features are standardised inside the returned head (mean / std of the training features),
-    so one learning rate suits every backbone.
-
-    Args:
-        features: (N, D) frozen features ``z = f(x)``.
-        labels: (N,) class ids in ``0..num_classes-1``.
-        num_classes: K.
-        steps: full-batch optimizer steps.
-        learning_rate, weight_decay: AdamW settings.
-        seed: seeds the head's initialisation.
-        device: where to train; None picks the best available.
-
-    Returns:
-        A module mapping features (B, D) to logits (B, K), in eval mode on CPU.
-    """
-    from ecmm.models.heads import SoftmaxHead
-
-    device = get_device(device)
-    torch.manual_seed(seed)
-    features, labels = features.float().to(device), torch.as_tensor(labels).to(device)
-    mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
-    head = nn.Sequential(_Standardise(mean, std), SoftmaxHead(features.shape[1], num_classes))
-    head.to(device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    for _ in range(steps):
-        loss = F.cross_entropy(head(features), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return head.cpu().eval()
-
-
-class _Standardise(nn.Module):
-    """(z - mean) / std with fixed statistics (stored as buffers)."""
+class Standardise(nn.Module):
+    """``(z - mean) / std`` with fixed statistics (stored as buffers): ``(B, D) -> (B, D)``."""
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("std", std.detach().clone())
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, D)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.mean) / self.std
+
+
+def train_linear_probe(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, steps: int = 300,
+    learning_rate: float = 0.01, weight_decay: float = 1e-4, seed: int = 0,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """Feature-based transfer: fit a softmax head on frozen features (full-batch AdamW via :func:`fit`).
+
+    Features are standardised inside the returned head, so one learning rate suits every backbone.
+
+    Args:
+        features: (N, D) frozen features ``z = f(x)``; labels: (N,) ids in ``0..num_classes-1``.
+        num_classes: K; steps: full-batch optimizer steps; seed: seeds the head's initialisation.
+        learning_rate, weight_decay, device: as in :func:`fit`.
+
+    Returns:
+        A module mapping features (B, D) to logits (B, K), in eval mode on CPU.
+    """
+    from ecmm.models.heads import SoftmaxHead
+
+    torch.manual_seed(seed)
+    features, labels = features.float(), torch.as_tensor(labels)
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
+    head = nn.Sequential(Standardise(mean, std), SoftmaxHead(features.shape[1], num_classes))
+    fit(head, [(features, labels)], steps=steps, learning_rate=learning_rate, weight_decay=weight_decay,
+        device=device, progress=False)
+    return head.cpu().eval()
 
 
 def train_classifier(
@@ -354,20 +409,14 @@ def train_classifier(
     batch_size: int = 64, seed: int = 0, eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     device: str | torch.device | None = None, progress: bool = True, description: str = "train",
 ) -> dict[str, list[float]]:
-    """Train a classifier on in-memory tensors with a cosine schedule; one call per method.
+    """Train a classifier on in-memory tensors with a cosine schedule (one :func:`fit` call).
 
     Args:
         model: maps inputs (B, ...) to logits (B, K); its frozen parameters stay frozen.
         inputs, labels: training tensors (N, ...) and (N,).
-        epochs: passes over the data.
-        param_groups: optional groups with their own ``lr`` (e.g. lower for the backbone).
-        learning_rate: default (peak) learning rate.
-        batch_size: examples per step.
-        seed: seeds the shuffling.
+        epochs, param_groups, learning_rate (peak), device, progress, description: as in :func:`fit`.
+        batch_size: examples per step; seed: seeds the shuffling.
         eval_data: optional ``(inputs, labels)``; ``eval_accuracy`` is recorded every epoch.
-        device: where to train; None picks the best available.
-        progress: show a progress bar.
-        description: progress bar label.
 
     Returns:
         The :func:`fit` history (plus ``eval_accuracy`` when ``eval_data`` is given).

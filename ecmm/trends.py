@@ -1,7 +1,7 @@
 """Where the field is going, measured: incremental transfer, transfer + bandits, multimodal fusion.
 
 1. **Incremental transfer** (:func:`make_waves`, :func:`incremental_finetune`): new products
-   arrive in waves; the offline CLIP model is fine-tuned wave after wave with the LiT recipe of
+   arrive in waves; the offline CLIP model is fine-tuned wave after wave with the text-locked recipe of
    :mod:`ecmm.finetune` (frozen parts cached once), ``"naive"`` (new wave only), with ``"replay"``
    (plus a sample of earlier waves) or ``"wise"`` (naive, then WiSE-FT interpolation with the
    model before the wave, :func:`ecmm.finetune.interpolate_weights`). Recall is measured on
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
 from ecmm.device import get_device, single_thread
+from ecmm.progress import progress_bar
+from ecmm.train import clip_step, fit
 
 __all__ = [
     "make_waves", "WaveInputs", "cache_wave_inputs", "wave_recall", "incremental_finetune", "average_forgetting",
@@ -90,7 +90,7 @@ def cache_wave_inputs(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.D
 
 
 class _TrainablePart(torch.nn.Module):
-    """The parts the LiT recipe trains: the CNN's last block, both projections, the temperature."""
+    """The parts the text-locked recipe trains: the CNN's last block, both projections, the temperature."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
@@ -99,42 +99,43 @@ class _TrainablePart(torch.nn.Module):
         self.text_projection = copy.deepcopy(model.text_projection)
         self.logit_scale = torch.nn.Parameter(model.logit_scale.detach().clone())
 
-    def images(self, maps: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, maps: torch.Tensor) -> torch.Tensor:
         """``(B, C, h, w)`` cached maps -> ``(B, E)`` normalised image embeddings."""
         return F.normalize(self.image_projection(self.last_block(maps).mean(dim=(2, 3))), dim=-1)
 
-    def texts(self, features: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, 384)`` cached MiniLM features -> ``(B, E)`` normalised text embeddings."""
         return F.normalize(self.text_projection(features), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        """``exp(logit_scale)`` clamped to 100 (CLIP's cap)."""
+        return self.logit_scale.exp().clamp(max=100.0)
+
+
+class _WaveBatches:
+    """Endless seeded batches of (cached photo maps, title features) of the SKUs ``rows``."""
+
+    def __init__(self, inputs: WaveInputs, rows: np.ndarray, batch_size: int, seed: int) -> None:
+        self.inputs, self.rows, self.batch_size = inputs, torch.as_tensor(rows), batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        per_sku = self.inputs.feature_maps.shape[1]
+        while True:
+            pick = torch.randint(len(self.rows) * per_sku, (self.batch_size,), generator=self.generator)
+            sku = self.rows[pick // per_sku]  # (B,) catalog rows
+            yield {"images": self.inputs.feature_maps[sku, pick % per_sku], "tokens": self.inputs.title_features[sku],
+                   "caption_ids": sku}
 
 
 def _train_wave(part: _TrainablePart, inputs: WaveInputs, rows: np.ndarray, steps: int, batch_size: int,
                 learning_rate: float, seed: int) -> _TrainablePart:
-    """Fine-tune a copy of ``part`` on the photos and titles of ``rows`` with the CLIP loss."""
-    part = copy.deepcopy(part).train()
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(part.parameters(), lr=learning_rate, weight_decay=1e-4)
-    per_sku = inputs.feature_maps.shape[1]
-    rows = torch.as_tensor(rows)
+    """Fine-tune a copy of ``part`` on the photos and titles of ``rows`` (:func:`ecmm.train.clip_step` in ``fit``)."""
+    part = copy.deepcopy(part)
     with single_thread():
-        for _ in range(steps):
-            _train_step(part, optimizer, inputs, rows, per_sku, batch_size, generator)
+        fit(part, _WaveBatches(inputs, rows, batch_size, seed), loss_fn=clip_step, steps=steps,
+            learning_rate=learning_rate, weight_decay=1e-4, device="cpu", progress=False)
     return part.eval()
-
-
-def _train_step(part: _TrainablePart, optimizer: torch.optim.Optimizer, inputs: WaveInputs, rows: torch.Tensor,
-                per_sku: int, batch_size: int, generator: torch.Generator) -> None:
-    """One CLIP-loss step on a random batch of (photo, title) pairs of ``rows``."""
-    from ecmm.losses import clip_loss
-
-    pick = torch.randint(len(rows) * per_sku, (batch_size,), generator=generator)
-    sku = rows[pick // per_sku]  # (B,) catalog rows
-    image_emb = part.images(inputs.feature_maps[sku, pick % per_sku])  # (B, E)
-    text_emb = part.texts(inputs.title_features[sku])  # (B, E)
-    loss = clip_loss(image_emb, text_emb, part.logit_scale.exp().clamp(max=100.0), caption_ids=sku)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
 
 
 @torch.no_grad()
@@ -151,8 +152,8 @@ def wave_recall(part: _TrainablePart, inputs: WaveInputs, catalog: pd.DataFrame,
 
     rows = np.flatnonzero((catalog["split"].to_numpy() == "test_colours") & (waves >= 0))
     with single_thread():
-        gallery = part.images(inputs.feature_maps[rows, 0])  # (G, E)
-        queries = part.texts(inputs.title_features[rows])  # (G, E)
+        gallery = part.encode_image(inputs.feature_maps[rows, 0])  # (G, E)
+        queries = part.encode_text(inputs.title_features[rows])  # (G, E)
     ranks = first_relevant_ranks((queries @ gallery.T).numpy(), np.eye(len(rows), dtype=bool))
     return [recall_at_k(ranks[waves[rows] == wave], k) for wave in range(int(waves.max()) + 1)]
 
@@ -164,7 +165,7 @@ def incremental_finetune(
 ) -> pd.DataFrame:
     """Fine-tune wave after wave and measure recall on every wave after each one.
 
-    The recipe is :mod:`ecmm.finetune`'s LiT mode (the CNN's last block, both projections and the
+    The recipe is :mod:`ecmm.finetune`'s ``text_locked`` mode (the CNN's last block, both projections and the
     temperature train with :func:`ecmm.losses.clip_loss`; MiniLM is locked), with the frozen parts'
     outputs cached once in ``inputs`` so that nine runs fit a laptop; captions are the titles.
 
@@ -194,7 +195,7 @@ def incremental_finetune(
     part = _TrainablePart(model)
     records = [{"strategy": strategy, "after_wave": 0, "wave": wave + 1, "recall": recall}
                for wave, recall in enumerate(wave_recall(part, inputs, catalog, waves, k))]
-    for wave in tqdm(range(int(waves.max()) + 1), desc=f"waves ({strategy})", disable=not progress):
+    for wave in progress_bar(range(int(waves.max()) + 1), desc=f"waves ({strategy})", disable=not progress):
         rows = np.flatnonzero(train & (waves == wave))
         if strategy == "replay" and wave > 0:
             earlier = np.flatnonzero(train & (waves >= 0) & (waves < wave))

@@ -1,26 +1,37 @@
-"""Tiny tests for ecmm.finetune: recipes run, copies are independent, WiSE-FT end points."""
+"""ecmm.finetune on tiny models: every recipe through the one loop, for the offline and an open_clip model."""
+
+import copy
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ecmm.finetune import FinetuneConfig, _text_embeddings, _text_inputs, finetune, interpolate_weights, training_pairs
-from ecmm.models.clip import ClipTokenizer
-from ecmm.search import evaluate_retrieval, requests_for
+from ecmm.clip_training import TrainingView, text_features
+from ecmm.finetune import (FinetuneConfig, build_shop_model, finetune, interpolate_weights, recipe_tag,
+                           save_shop_model, shop_model_dir, training_pairs)
 
 
-@pytest.fixture()
-def setup(tiny_clip):
-    model, preprocess = tiny_clip
+def _shop(image_side=20):
     colours = ["red", "blue", "green", "black", "white", "pink", "red", "blue"]
     types = ["shoe", "shoe", "bag", "bag", "hat", "hat", "hat", "bag"]
     catalog = pd.DataFrame({
         "sku_id": [f"S{i}" for i in range(8)], "title": [f"{c.capitalize()} {t}" for c, t in zip(colours, types)],
         "description": [f"A nice {c} {t}." for c, t in zip(colours, types)], "product_type": types,
         "colour": colours, "category": "test", "split": ["train"] * 6 + ["test_colours"] * 2})
-    photos = np.random.default_rng(0).integers(0, 256, (8, 3, 20, 20, 3), dtype=np.uint8)
-    return model, preprocess, catalog, photos
+    photos = np.random.default_rng(0).integers(0, 256, (8, 3, image_side, image_side, 3), dtype=np.uint8)
+    return catalog, photos
+
+
+@pytest.fixture()
+def setup(tiny_clip):
+    model, _ = tiny_clip
+    return (model, *_shop())
+
+
+def _changed(before, after):
+    return {key for key, value in after.state_dict().items() if not torch.equal(value, before[key])}
 
 
 def test_training_pairs_fraction():
@@ -31,65 +42,73 @@ def test_training_pairs_fraction():
     assert set(training_pairs(catalog, 0.5)) <= set(range(40))
 
 
-@pytest.mark.parametrize("mode,init", [("lit", "pretrained"), ("unlocked", "pretrained"), ("lit", "scratch")])
-def test_finetune_runs_and_leaves_the_input_unchanged(setup, mode, init):
-    model, preprocess, catalog, photos = setup
+@pytest.mark.parametrize("mode,init", [("text_locked", "pretrained"), ("text_last_layer", "pretrained"),
+                                       ("image_locked", "pretrained"), ("full", "pretrained"),
+                                       ("text_locked", "scratch")])
+def test_every_recipe_trains_what_it_says_and_leaves_the_input_unchanged(setup, mode, init):
+    model, catalog, photos = setup
     before = {key: value.clone() for key, value in model.state_dict().items()}
     config = FinetuneConfig(mode=mode, init=init, steps=3, batch_size=6, image_blocks=1, replay_fraction=0.0)
-    tuned, history = finetune(model, preprocess, catalog, photos, config, device="cpu", progress=False)
+    tuned, history = finetune(model, catalog, photos, config, device="cpu", progress=False)
     assert len(history["step_loss"]) == 3 and history["images_per_second"][0] > 0
     assert history["num_pairs"] == [18.0]  # 6 training SKUs x 3 photos
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in before.items())
-    changed = {key for key, value in tuned.state_dict().items() if not torch.equal(value, before[key])}
-    assert any(key.startswith("image_projection") for key in changed)
-    text_changed = any(key.startswith("text_encoder.") for key in changed)
-    assert text_changed == (mode == "unlocked")
-    if init == "scratch":
-        assert any(key.startswith("backbone.stages.0") for key in changed)
-    else:
-        assert not any(key.startswith("backbone.stages.0") for key in changed)
+    changed = _changed(before, tuned)
+    assert any(key.startswith("text_encoder.") for key in changed) == (mode != "text_locked")
+    assert any(key.startswith("image_projection") for key in changed) == (mode != "image_locked")
+    assert any(key.startswith("backbone.stages.0") for key in changed) == (init == "scratch" or mode == "full")
+    last_block = any(key.startswith("backbone.stages.2") for key in changed)
+    assert last_block == (mode != "image_locked")
+    assert "text_projection.weight" in changed and "logit_scale" in changed
 
 
 def test_replay_and_locked_text_projection(setup, monkeypatch):
     import ecmm.data
 
-    model, preprocess, catalog, photos = setup
+    model, catalog, photos = setup
     names = ["apple", "tree", "apple", "car", "boat", "moon"]
     icons = np.random.default_rng(1).integers(0, 256, (6, 24, 24, 3), dtype=np.uint8)
     monkeypatch.setattr(ecmm.data, "load_source_corpus", lambda: (pd.DataFrame({"name": names}), icons))
     config = FinetuneConfig(steps=3, batch_size=8, replay_fraction=0.5, image_blocks=0, train_text_projection=False)
-    tuned, history = finetune(model, preprocess, catalog, photos, config, device="cpu", progress=False)
+    tuned, history = finetune(model, catalog, photos, config, device="cpu", progress=False)
     assert len(history["step_loss"]) == 3 and np.isfinite(history["step_loss"]).all()
-    changed = {key for key, value in tuned.state_dict().items() if not torch.equal(value, model.state_dict()[key])}
+    changed = _changed(model.state_dict(), tuned)
     assert any(key.startswith("image_projection") for key in changed)
     assert not any(key.startswith(("text_projection", "backbone.")) for key in changed)  # both locked
     with pytest.raises(ValueError, match="replay_fraction"):
         FinetuneConfig(replay_fraction=1.0)
 
 
-def test_shop_model_folder_follows_the_recipe():
-    from dataclasses import replace
+def test_the_older_argument_order_still_runs(setup):
+    model, catalog, photos = setup
+    config = FinetuneConfig(steps=2, batch_size=6, replay_fraction=0.0)
+    _, new = finetune(model, catalog, photos, config, progress=False)
+    _, old = finetune(model, model.preprocess, catalog, photos, config)
+    assert new["step_loss"] == pytest.approx(old["step_loss"])
 
-    from ecmm.finetune import recipe_tag, shop_model_dir
 
+def test_shop_model_folder_follows_the_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECMM_HOME", str(tmp_path))
     assert recipe_tag(FinetuneConfig()) == recipe_tag(FinetuneConfig())
     assert shop_model_dir() != shop_model_dir(replace(FinetuneConfig(), replay_fraction=0.0))
-    assert shop_model_dir().name == f"shop_clip_{recipe_tag(FinetuneConfig())}"
+    assert shop_model_dir().name == "shop_clip"  # the registry's folder: what search loads
+    assert shop_model_dir(replace(FinetuneConfig(), steps=5)).name == f"shop_clip_{recipe_tag(replace(FinetuneConfig(), steps=5))}"
+    assert shop_model_dir().parent.parent == tmp_path
 
 
-def test_cached_text_tail_matches_the_full_encoder(setup):
-    model, _, catalog, _ = setup
+def test_cached_last_layer_states_match_the_full_encoder(setup):
+    model, catalog, _ = setup
     texts = list(catalog["title"])
-    cache = _text_inputs(model, texts, unlocked=True, device=torch.device("cpu"))
+    cache = text_features(model.text_encoder, texts, hidden=True, device=torch.device("cpu"))
     with torch.no_grad():
-        cached = _text_embeddings(model, cache, torch.arange(len(texts)))
-        full = model.encode_text(ClipTokenizer(model.text_encoder.tokenizer)(texts))
+        cached = TrainingView(model, None, "hidden").encode_text(cache)
+        full = model.encode_text(model.tokenizer(texts))
     assert torch.allclose(cached, full, atol=1e-5)
 
 
 def test_wise_ft_end_points(setup):
-    model, preprocess, catalog, photos = setup
-    tuned, _ = finetune(model, preprocess, catalog, photos, FinetuneConfig(steps=2, batch_size=6, replay_fraction=0.0),
+    model, catalog, photos = setup
+    tuned, _ = finetune(model, catalog, photos, FinetuneConfig(steps=2, batch_size=6, replay_fraction=0.0),
                         progress=False)
     x = torch.randn(2, 3, 16, 16)
     model.eval()
@@ -99,34 +118,68 @@ def test_wise_ft_end_points(setup):
         interpolate_weights(model, tuned, 1.5)
 
 
-def test_evaluate_retrieval_report(setup):
-    model, preprocess, catalog, photos = setup
-    tokenizer = ClipTokenizer(model.text_encoder.tokenizer)
-    report = evaluate_retrieval(model, preprocess, tokenizer, catalog, photos, "test_colours", device="cpu")
-    assert report["R@10"] == 1.0  # two gallery items: everything is in the top 10
-    assert 0.5 <= report["MRR"] <= 1.0
-    assert len(requests_for(catalog)) == 8 and "shoe" in requests_for(catalog)[0]
-    with pytest.raises(ValueError, match="no SKUs"):
-        evaluate_retrieval(model, preprocess, tokenizer, catalog, photos, "nope")
-
-
 def test_bad_configs_raise():
-    with pytest.raises(ValueError, match="mode"):
-        FinetuneConfig(mode="both")
-    with pytest.raises(ValueError, match="label_fraction"):
-        FinetuneConfig(label_fraction=0.0)
+    for bad in ({"mode": "lit"}, {"mode": "unlocked"}, {"label_fraction": 0.0}, {"amp": "fp8"},
+                {"init": "scratch", "mode": "image_locked"}):
+        with pytest.raises(ValueError):
+            FinetuneConfig(**bad)
 
 
-def test_embed_texts_cache_matches_encode_text(setup):
-    from ecmm.models.clip import embed_texts
+def _loss_falls_and_reloads(model, catalog, photos, config, tmp_path):
+    from ecmm.models.clip import load_clip_model
 
-    model, _, catalog, _ = setup
-    tokenizer = ClipTokenizer(model.text_encoder.tokenizer)
-    texts = list(catalog["title"])
+    tuned, history = finetune(model, catalog, photos, config, device="cpu", progress=False)
+    losses = history["step_loss"]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    folder = save_shop_model(tuned, tmp_path / "shop", config, history, base_sha256="0" * 64)
+    loaded = load_clip_model(folder, device="cpu")
+    state = loaded.state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in tuned.state_dict().items())
+    return tuned, loaded
+
+
+def test_offline_shop_finetuning_loss_falls_and_the_model_reloads_bit_identically(setup, tmp_path):
+    model, catalog, photos = setup
+    config = FinetuneConfig(steps=12, batch_size=6, replay_fraction=0.0, learning_rate=1e-2, warmup_steps=2)
+    tuned, loaded = _loss_falls_and_reloads(model, catalog, photos, config, tmp_path)
+    pixels = tuned.preprocess(photos[:, 0])
     with torch.no_grad():
-        direct = model.encode_text(tokenizer(texts))
-    first, second = (embed_texts(model, tokenizer, texts, device="cpu") for _ in range(2))
-    assert torch.allclose(first, direct, atol=1e-5) and torch.equal(first, second)
-    with torch.no_grad():
-        model.text_projection.weight.mul_(2.0)  # projections change, cached MiniLM features stay valid
-    assert torch.allclose(embed_texts(model, tokenizer, texts, device="cpu"), model.encode_text(tokenizer(texts)), atol=1e-5)
+        assert torch.equal(tuned.encode_image(pixels), loaded.encode_image(pixels))
+
+
+def test_open_clip_shop_finetuning_loss_falls_and_the_model_reloads_bit_identically(tiny_open_clip, tmp_path):
+    model = copy.deepcopy(tiny_open_clip[0])
+    catalog, photos = _shop(image_side=32)
+    for mode in ("text_locked", "image_locked"):
+        config = FinetuneConfig(mode=mode, steps=12, batch_size=6, replay_fraction=0.0, image_blocks=1,
+                                learning_rate=1e-2, image_learning_rate=1e-3, text_learning_rate=1e-3, warmup_steps=2)
+        before = {key: value.clone() for key, value in model.state_dict().items()}
+        tuned, loaded = _loss_falls_and_reloads(model, catalog, photos, config, tmp_path / mode)
+        changed = _changed(before, tuned)
+        text_changed = any(key.startswith(("model.transformer.", "model.token_embedding")) for key in changed)
+        image_changed = any(key.startswith("model.visual.") for key in changed)
+        assert (text_changed, image_changed) == ((False, True) if mode == "text_locked" else (True, False))
+        tokens = tuned.tokenizer(list(catalog["title"]))
+        with torch.no_grad():
+            assert torch.equal(tuned.encode_text(tokens), loaded.encode_text(tokens))
+
+
+def test_build_shop_model_records_the_recipe_and_the_base_model(tiny_clip, tmp_path, monkeypatch):
+    import ecmm.data
+    from ecmm.artifacts import assets_home, read_card
+    from ecmm.finetune import RECIPE_VERSION, model_sha256
+    from ecmm.models.clip import load_clip_model
+
+    monkeypatch.setenv("ECMM_HOME", str(tmp_path))
+    base, _ = tiny_clip
+    base.save(assets_home() / "clip", {"asset": "clip"})  # a tiny "pretrained" model in a temporary cache
+    catalog, photos = _shop()
+    monkeypatch.setattr(ecmm.data, "load_catalog", lambda source="offline": catalog)
+    monkeypatch.setattr(ecmm.data, "load_photos", lambda source="offline": photos)
+    config = FinetuneConfig(steps=3, batch_size=6, replay_fraction=0.0, image_blocks=1)
+    build_shop_model(tmp_path / "built", config, progress=False)
+    card = read_card(tmp_path / "built")
+    assert card["recipe"] == {"version": RECIPE_VERSION, **config.__dict__}
+    assert card["data"]["base_sha256"] == model_sha256(read_card(assets_home() / "clip")) is not None
+    assert card["data"]["pairs"] == 18 and card["metrics"]["world_size"] == 1
+    assert load_clip_model(tmp_path / "built", device="cpu").embed_dim == base.embed_dim

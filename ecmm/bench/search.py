@@ -2,7 +2,7 @@
 
 Measures text->image (query = the SKU title) and image->image (query = another photo of the SKU)
 retrieval on ``test_colours`` and ``test_products`` for the zero-shot model, the fine-tuned model
-(the default :class:`~ecmm.finetune.FinetuneConfig`: MiniLM locked, CNN + projections trained,
+(the default :class:`~ecmm.finetune.FinetuneConfig`, ``text_locked``: MiniLM locked, CNN + projections trained,
 half of every batch replayed from the source domain; all training pairs) and the same model
 trained from scratch on shop pairs only; label efficiency at 5 %, 20 %
 and 100 % of the training pairs; and training throughput against the raw forward+backward rate
@@ -40,26 +40,25 @@ def _evaluate(model, preprocess, tokenizer, catalog, photos, direction: str) -> 
 
 
 def raw_forward_backward_rate(model, preprocess, batch_size: int, trained_blocks: int = 1, repeats: int = 5) -> float:
-    """Images/s of forward+backward through the trained part of the image tower on one fixed batch.
+    """Images/s of forward+backward of :func:`ecmm.train.clip_step` through the trained part, one fixed batch.
 
     Same computation as a fine-tuning step (the last ``trained_blocks`` CNN blocks on cached maps,
-    projection, loss) without sampling, caching or optimiser work.
+    projections, loss) without sampling, caching or optimiser work.
     """
-    from ecmm.losses import clip_loss
+    from ecmm.clip_training import TrainingView
+    from ecmm.train import clip_step
 
     blocks = list(model.backbone.blocks)
     trained_blocks = max(1, min(trained_blocks, len(blocks)))
     x = torch.randn(batch_size, 3, preprocess.image_size, preprocess.image_size)
     with torch.no_grad():
         maps = torch.nn.Sequential(*blocks[:len(blocks) - trained_blocks]).eval()(x)
-    text = torch.nn.functional.normalize(torch.randn(batch_size, model.config.embed_dim), dim=-1)
-    tail = torch.nn.Sequential(*blocks[len(blocks) - trained_blocks:]).train()
-    for parameter in tail.parameters():
-        parameter.requires_grad_(True)
+    features = torch.randn(batch_size, model.text_projection.in_features)  # cached MiniLM features
+    tail = torch.nn.Sequential(*blocks[len(blocks) - trained_blocks:]).train().requires_grad_(True)
+    view = TrainingView(model, tail, "features")
     start = time.perf_counter()
     for _ in range(repeats):
-        image = torch.nn.functional.normalize(model.image_projection(tail(maps).mean(dim=(2, 3))), dim=-1)
-        clip_loss(image, text, 10.0).backward()
+        clip_step(view, {"images": maps, "tokens": features}).backward()
     return batch_size * repeats / (time.perf_counter() - start)
 
 
@@ -78,7 +77,7 @@ def run_benchmark(steps: int | None = None, progress: bool = True) -> dict:
     for fraction in FRACTIONS:
         for init, start in (("pretrained", base), ("scratch", scratch_base)):
             config = replace(recipe, init=init, label_fraction=fraction)
-            model, history = finetune(start, preprocess, catalog, photos, config, progress=progress)
+            model, history = finetune(start, catalog, photos, config, progress=progress)
             runs[(init, fraction)] = {"model": model, "history": history}
     models["finetuned"] = runs[("pretrained", 1.0)]["model"]
     models["scratch"] = runs[("scratch", 1.0)]["model"]

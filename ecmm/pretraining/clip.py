@@ -13,7 +13,7 @@ the text map from fitting one phrasing.  These choices were made on a validation
 held-out *training* product types, never on ``test_products``.  Deterministic for a given seed;
 about five minutes on 2 CPU cores.
 
-``build(output_dir)`` is what ``ecmm.assets`` calls for the asset ``"clip"``; a card written
+``build(output_dir)`` is the registry's builder of the asset ``"clip"``; a card written
 with another :data:`RECIPE_VERSION` is rebuilt.
 """
 
@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
+from ecmm.clip_training import TrainingView
 from ecmm.device import get_device
-from ecmm.losses import clip_loss
+from ecmm.progress import progress_bar
+from ecmm.train import clip_step, fit, warmup_cosine
 
 __all__ = ["ClipPretrainConfig", "RECIPE_VERSION", "pretrain_clip", "build", "normalise_views", "view_features",
-           "source_zero_shot_accuracy"]
+           "source_zero_shot_accuracy", "downsample", "cosine_schedule"]
 
 RECIPE_VERSION = 2  # bump when the default recipe changes: cached "clip" assets of another version rebuild
 
@@ -77,12 +77,7 @@ def downsample(images: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def cosine_schedule(step: int, total: int, warmup: int) -> float:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
+cosine_schedule = warmup_cosine  # the learning-rate multiplier every recipe of the kit uses
 
 
 @torch.no_grad()
@@ -121,7 +116,7 @@ def view_features(
     frozen = torch.nn.Sequential(*blocks[:len(blocks) - trained_blocks]).to(device).eval()
     icons = downsample(images, work_size)  # (N, 3, s, s)
     features = []
-    bar = tqdm(total=views_per_image * len(icons), desc="icon views", disable=not progress, leave=False)
+    bar = progress_bar(total=views_per_image * len(icons), desc="icon views", disable=not progress, leave=False)
     for _ in range(views_per_image):
         chunks = []
         for start in range(0, len(icons), batch_size):
@@ -177,34 +172,45 @@ def pretrain_clip(
                                  for template in config.caption_templates]).to(device)  # (T, N, 384)
     _, caption_ids = np.unique(names, return_inverse=True)
     caption_ids = torch.as_tensor(caption_ids, device=device)
-    tail = torch.nn.Sequential(*blocks[len(blocks) - trained:]).requires_grad_(True)
-    parameters = [*model.image_projection.parameters(), *model.text_projection.parameters(), model.logit_scale]
-    groups = [{"params": parameters, "lr": config.learning_rate}]
-    if trained:
-        groups.append({"params": list(tail.parameters()), "lr": config.image_learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    base_rates = [group["lr"] for group in optimizer.param_groups]
-    model.train()  # trained blocks use batch statistics; frozen ones keep theirs
-    history: dict[str, list[float]] = {"step_loss": [], "temperature": [], "seconds": []}
-    batch_size = min(config.batch_size, len(names))
-    for step in tqdm(range(config.steps), desc="pretrain clip", disable=not progress):
-        batch = torch.randperm(len(names), generator=generator)[:batch_size].to(device)
-        view = torch.randint(config.views_per_image, (batch_size,), generator=generator).to(device)
-        template = torch.randint(len(config.caption_templates), (batch_size,), generator=generator).to(device)
-        for group, base in zip(optimizer.param_groups, base_rates):
-            group["lr"] = base * cosine_schedule(step, config.steps, config.warmup_steps)
-        pooled = tail(features[view, batch]).mean(dim=(2, 3)) if trained else features[view, batch]  # (B, F)
-        image_emb = F.normalize(model.image_projection(pooled), dim=-1)  # (B, E)
-        text_emb = model.project_text(text_features[template, batch])  # (B, E)
-        loss = clip_loss(image_emb, text_emb, model.scale(), caption_ids=caption_ids[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history["step_loss"].append(loss.item())
-        history["temperature"].append(1.0 / model.scale().item())
-    history["seconds"].append(time.perf_counter() - start)
+    model.lock_image_tower(trained + 1)  # the last `trained` CNN blocks and the projection
+    model.lock_text_tower(0)  # MiniLM locked, its projection trains
+    view = TrainingView(model, torch.nn.Sequential(*blocks[len(blocks) - trained:]), "features")
+    groups = model.param_groups(head_lr=config.learning_rate, image_lr=config.image_learning_rate, text_lr=0.0)
+    batches = _ViewCaptionBatches(features, text_features, caption_ids, min(config.batch_size, len(names)),
+                                  generator, pooled=not trained)  # the views' generator goes on drawing batches
+    temperatures: list[float] = []
+
+    def loss_fn(module: torch.nn.Module, batch: dict) -> torch.Tensor:
+        temperatures.append(1.0 / float(model.scale().detach()))
+        return clip_step(module, batch)
+
+    history = fit(view, batches, loss_fn=loss_fn, steps=config.steps,
+                  optimizer=torch.optim.AdamW(groups, weight_decay=config.weight_decay),
+                  warmup_steps=config.warmup_steps, device=device, progress=progress, description="pretrain clip")
+    history["temperature"] = temperatures
+    history["seconds"] = [time.perf_counter() - start]
     model.lock_image_tower().eval()
     return history
+
+
+class _ViewCaptionBatches:
+    """Endless seeded batches: a random view of random icons, each with one of its caption templates."""
+
+    def __init__(self, features: torch.Tensor, text_features: torch.Tensor, caption_ids: torch.Tensor,
+                 batch_size: int, generator: torch.Generator, pooled: bool) -> None:
+        self.features, self.text_features, self.caption_ids = features, text_features, caption_ids  # (V, N, ...), (T, N, 384)
+        self.batch_size, self.pooled, self.generator = batch_size, pooled, generator
+
+    def __iter__(self):
+        views, count = self.features.shape[0], self.features.shape[1]
+        device = self.features.device
+        while True:
+            batch = torch.randperm(count, generator=self.generator)[:self.batch_size].to(device)
+            view = torch.randint(views, (self.batch_size,), generator=self.generator).to(device)
+            template = torch.randint(len(self.text_features), (self.batch_size,), generator=self.generator).to(device)
+            images = self.features[view, batch]  # (B, C, h, w), or pooled (B, F)
+            yield {"images": images[:, :, None, None] if self.pooled else images,
+                   "tokens": self.text_features[template, batch], "caption_ids": self.caption_ids[batch]}
 
 
 @torch.no_grad()
@@ -239,7 +245,7 @@ def build(output_dir: Path, device: str | torch.device | None = None,
     """Pretrain the offline CLIP model and write ``model.safetensors`` + ``card.json``.
 
     Args:
-        output_dir: the asset folder (``ecmm.assets`` passes it).
+        output_dir: the asset folder (the registry passes it).
         device: where to train; None picks the best available.
         config: recipe (default :class:`ClipPretrainConfig`).
         progress: show progress bars.
@@ -247,17 +253,17 @@ def build(output_dir: Path, device: str | torch.device | None = None,
     Returns:
         The card (recipe, data, metrics, sha256).
     """
-    from ecmm.assets import asset_card
+    from ecmm.artifacts import assets_home, read_card
     from ecmm.data import load_source_corpus
     from ecmm.device import seed_everything
-    from ecmm.models.clip import ClipConfig, _build_offline, save_clip_checkpoint
+    from ecmm.models.clip import ClipConfig, build_offline_clip
     from ecmm.models.image import ImagePreprocess
 
     config = config or ClipPretrainConfig()
     seed_everything(config.seed)
     frame, images = load_source_corpus()
     names = list(frame["name"])
-    model = _build_offline(ClipConfig(), pretrained_backbone=True)
+    model = build_offline_clip(ClipConfig(), pretrained_backbone=True)
     cnn = model.backbone.config
     preprocess = ImagePreprocess(cnn.image_size, cnn.mean, cnn.std)
     history = pretrain_clip(model, preprocess, images, names, config, device=device, progress=progress)
@@ -267,7 +273,7 @@ def build(output_dir: Path, device: str | torch.device | None = None,
         "recipe": {"kind": "contrastive pretraining (MiniLM and first CNN blocks locked)",
                    "version": RECIPE_VERSION, **asdict(config)},
         "data": {"corpus": "source-domain emoji icons (OpenMoji, CC BY-SA 4.0)", "pairs": len(names),
-                 "backbone_sha256": (asset_card("backbone") or {}).get("sha256")},
+                 "backbone_sha256": _weights_sha256(read_card(assets_home() / "backbone"))},
         "metrics": {
             "source_zero_shot_top1": after,
             "final_loss": float(np.mean(history["step_loss"][-50:])),
@@ -276,6 +282,11 @@ def build(output_dir: Path, device: str | torch.device | None = None,
         },
         "history": {"step_loss": history["step_loss"][:: max(1, config.steps // 200)]},
     }
-    save_clip_checkpoint(model.cpu(), output_dir, card)
+    model.cpu().save(output_dir, card)
     return card
+
+
+def _weights_sha256(card: dict) -> str | None:
+    """sha256 of ``model.safetensors`` from a card (its ``files`` list, or an older card's ``sha256``)."""
+    return ((card.get("files") or {}).get("model.safetensors") or {}).get("sha256") or card.get("sha256")
 

@@ -3,8 +3,8 @@
 The recommenders take item content embeddings as an *input*, a ``(num_items, D)`` array, so any
 encoder can feed them. Two sources:
 
-- ``"clip"``: the shop-fine-tuned CLIP model of notebook 04 (``ecmm.finetune.get_shop_model``;
-  ``"auto"`` picks it once it is built):
+- ``"clip"``: a CLIP-like model, by default the shop-fine-tuned one of notebook 04 (loaded from
+  :func:`ecmm.finetune.shop_model_dir`; ``"auto"`` picks it once it is built):
   the mean image embedding of a SKU's photos and the text embedding of its title and
   description, each L2-normalised, added and normalised again (a simple late fusion);
 - ``"text"``: the pretrained all-MiniLM-L6-v2 sentence embedding of title + description (the
@@ -12,6 +12,7 @@ encoder can feed them. Two sources:
 
 Text embeddings are cached in ``ECMM_HOME/recsys/`` (the weights are sha256-checked, so they
 cannot go stale); CLIP embeddings are recomputed, because the fine-tuned model can change.
+:func:`build_content_embeddings` is the registry's builder of the ``recommender`` asset.
 """
 
 from __future__ import annotations
@@ -25,22 +26,23 @@ import torch
 from ecmm.config import atomic_write, get_settings
 from ecmm.device import get_device
 
-__all__ = ["CONTENT_SOURCES", "clip_available", "resolve_content_source", "item_texts", "item_content_embeddings"]
+__all__ = ["CONTENT_SOURCES", "RECIPE_VERSION", "clip_available", "resolve_content_source", "item_texts",
+           "item_content_embeddings", "build_content_embeddings"]
+
+RECIPE_VERSION = 1  # of the recommender asset (MiniLM text embeddings of the offline catalog)
 
 CONTENT_SOURCES: tuple[str, ...] = ("auto", "clip", "text")
 
 
 def clip_available(built: bool = False) -> bool:
-    """True when ``ecmm.finetune.get_shop_model`` can be imported (and, with ``built``, is cached).
+    """True when the shop CLIP model can be used (with ``built``: its folder is already built).
 
     Args:
         built: also require the fine-tuned model to be built already (``ecmm prepare`` or
             notebook 04 builds it; building it here would take minutes).
     """
-    try:
-        from ecmm.finetune import get_shop_model, shop_model_dir  # noqa: F401
-    except ImportError:
-        return False
+    from ecmm.finetune import shop_model_dir
+
     return not built or (shop_model_dir() / "card.json").is_file()
 
 
@@ -77,12 +79,17 @@ def _text_embeddings(catalog: pd.DataFrame, device, progress: bool) -> np.ndarra
     return embeddings
 
 
-def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, device, batch_size: int) -> np.ndarray:
-    from ecmm.finetune import get_shop_model
+def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, model, device, batch_size: int) -> np.ndarray:
+    from ecmm.models.clip import move_tokens
 
     device = get_device(device)
-    model, preprocess, tokenizer = get_shop_model(device=device)
-    model.eval()
+    if model is None:
+        from ecmm.finetune import shop_model_dir
+        from ecmm.models.clip import load_clip_model
+
+        model = load_clip_model(shop_model_dir(), device=device)
+    model.to(device).eval()
+    preprocess, tokenizer = model.preprocess, model.tokenizer
     num_items, num_photos = photos.shape[:2]
     with torch.no_grad():
         image_sum = None
@@ -96,7 +103,7 @@ def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, device, batch_si
         texts = item_texts(catalog)
         text_chunks = []
         for start in range(0, num_items, batch_size):
-            tokens = {key: value.to(device) for key, value in tokenizer(texts[start : start + batch_size]).items()}
+            tokens = move_tokens(tokenizer(texts[start : start + batch_size]), device)
             text_chunks.append(model.encode_text(tokens).float().cpu())
         text = torch.nn.functional.normalize(torch.cat(text_chunks), dim=-1)
         image = torch.nn.functional.normalize(image_sum, dim=-1)
@@ -104,7 +111,7 @@ def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, device, batch_si
 
 
 def item_content_embeddings(catalog: pd.DataFrame, photos: np.ndarray | None = None, source: str = "auto",
-                            device=None, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+                            device=None, batch_size: int = 64, progress: bool = True, model=None) -> np.ndarray:
     """Transferred content embedding of every SKU, L2-normalised.
 
     Args:
@@ -114,7 +121,8 @@ def item_content_embeddings(catalog: pd.DataFrame, photos: np.ndarray | None = N
             ``"auto"`` (CLIP when available, else MiniLM).
         device: where to run the encoder (None picks cuda, mps, then cpu).
         batch_size: encoder batch size.
-        progress: show tqdm bars.
+        progress: show progress bars.
+        model: the CLIP-like model for ``"clip"`` (None: the built shop model).
 
     Returns:
         ``(N, D)`` float32 array, rows of unit norm.
@@ -122,8 +130,28 @@ def item_content_embeddings(catalog: pd.DataFrame, photos: np.ndarray | None = N
     source = resolve_content_source(source)
     if source == "text":
         return _text_embeddings(catalog, device, progress)
-    if not clip_available():
-        raise ValueError("source='clip' needs ecmm.finetune.get_shop_model (notebook 04): use source='text' or 'auto'")
     if photos is None or photos.ndim != 5 or photos.shape[0] != len(catalog):
         raise ValueError("source='clip' needs photos of shape (num_skus, photos_per_sku, H, W, 3): pass load_photos()")
-    return _clip_embeddings(catalog, photos, device, batch_size)
+    return _clip_embeddings(catalog, photos, model, device, batch_size)
+
+
+def build_content_embeddings(folder, progress: bool = True) -> None:
+    """The registry's builder: MiniLM content embeddings of the offline catalog in ``folder``.
+
+    Writes ``embeddings.npy`` ``(N, 384)`` float32 (rows in catalog order) and a card with the
+    catalog's fingerprint.
+    """
+    from pathlib import Path
+
+    from ecmm.artifacts import write_artifact
+    from ecmm.data import load_catalog
+
+    catalog = load_catalog("offline")
+    embeddings = _text_embeddings(catalog, None, progress)
+
+    def write_files(target: Path) -> None:
+        np.save(target / "embeddings.npy", embeddings)
+
+    write_artifact(Path(folder), write_files, {
+        "asset": "recommender", "recipe": {"version": RECIPE_VERSION, "source": "text", "encoder": "all-MiniLM-L6-v2"},
+        "data": {"catalog_fingerprint": _fingerprint(catalog), "num_items": int(len(catalog))}})

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from ecmm.progress import progress_bar
 
 from ecmm.recsys.interactions import Interactions
 
@@ -200,7 +200,7 @@ class BPRRecommender(Recommender):
         self.item_bias = np.zeros(train.num_items)
         rate, reg = self.learning_rate, self.regularisation
         history: dict[str, list[float]] = {"loss": []}
-        for _ in tqdm(range(self.num_epochs), desc="BPR epochs", leave=False, disable=not self.progress):
+        for _ in progress_bar(range(self.num_epochs), desc="BPR epochs", leave=False, disable=not self.progress):
             order, total = generator.permutation(len(pairs)), 0.0
             for start in range(0, len(order), self.batch_size):
                 u, positive = pairs[order[start : start + self.batch_size]].T

@@ -32,12 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
-
 from ecmm.device import get_device, single_thread
 from ecmm.losses import clip_loss
 from ecmm.recsys.interactions import Interactions
 from ecmm.recsys.models import Recommender
+from ecmm.train import fit
 
 __all__ = ["TwoTowerConfig", "TwoTowerNetwork", "HybridTwoTowerRecommender", "next_item_examples"]
 
@@ -132,6 +131,37 @@ def next_item_examples(train: Interactions, history_length: int) -> tuple[torch.
     return padded, mass, torch.as_tensor(np.array(targets, dtype=np.int64))
 
 
+class _NextItemBatches:
+    """One pass of shuffled next-item batches; every batch draws a fresh item-ID dropout mask.
+
+    Yields ``(seen * keep (N,), histories (B, L), weights (B, L), targets (B,))``.
+    """
+
+    def __init__(self, histories: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
+                 config: TwoTowerConfig, generator: torch.Generator) -> None:
+        self.histories, self.weights, self.targets, self.seen = histories, weights, targets, seen
+        self.config, self.generator = config, generator
+
+    def __len__(self) -> int:
+        return -(-len(self.targets) // self.config.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.targets), generator=self.generator)
+        for start in range(0, len(order), self.config.batch_size):
+            batch = order[start : start + self.config.batch_size]
+            keep = (torch.rand(self.seen.shape, generator=self.generator).to(self.seen.device)
+                    >= self.config.id_dropout).float()
+            yield self.seen * keep, self.histories[batch], self.weights[batch], self.targets[batch]
+
+
+def _next_item_loss(network: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The CLIP loss between user vectors and their next items (items sharing an id are positives)."""
+    seen, histories, weights, target = batch
+    items = network.item_vectors(seen)  # (N, d)
+    users = network.user_vectors(items, histories, weights)  # (B, d)
+    return clip_loss(users, items[target], network.logit_scale.exp(), caption_ids=target)
+
+
 class HybridTwoTowerRecommender(Recommender):
     """Hybrid two-tower recommender (see the module docstring); same ``fit``/``recommend`` as the rest."""
 
@@ -162,21 +192,10 @@ class HybridTwoTowerRecommender(Recommender):
         histories, weights, targets = next_item_examples(train, config.history_length)
         seen = torch.as_tensor(self.item_seen, dtype=torch.float32, device=device)  # (N,)
         optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        history: dict[str, list[float]] = {"loss": []}
-        for _ in tqdm(range(config.num_epochs), desc="two-tower epochs", leave=False, disable=not self.progress):
-            order, total = torch.randperm(len(targets), generator=generator), 0.0
-            for start in range(0, len(order), config.batch_size):
-                batch = order[start : start + config.batch_size]
-                keep = (torch.rand(seen.shape, generator=generator).to(device) >= config.id_dropout).float()
-                items = self.network.item_vectors(seen * keep)  # (N, d)
-                users = self.network.user_vectors(items, histories[batch].to(device), weights[batch].to(device))
-                target = targets[batch].to(device)
-                loss = clip_loss(users, items[target], self.network.logit_scale.exp(), caption_ids=target)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(batch)
-            history["loss"].append(total / len(order))
+        batches = _NextItemBatches(histories, weights, targets, seen, config, generator)
+        fitted = fit(self.network, batches, loss_fn=_next_item_loss, epochs=config.num_epochs, optimizer=optimizer,
+                     device=device, progress=self.progress, description="two-tower")
+        history: dict[str, list[float]] = {"loss": fitted["train_loss"]}
         self.network.eval()
         with torch.no_grad():
             self.inference_items = self.network.item_vectors(seen)  # IDs only where they were learned

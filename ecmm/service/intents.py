@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ecmm.device import get_device
 from ecmm.metrics.classification import accuracy, macro_f1
 from ecmm.models.heads import SoftmaxHead
+from ecmm.train import fit
 
 __all__ = [
     "IntentClassifier",
@@ -186,17 +186,8 @@ class FrozenIntentClassifier:
         with torch.no_grad():
             self.head.linear.weight.normal_(0.0, 0.01, generator=generator)
             self.head.linear.bias.zero_()
-        self.head.to(self.device)
-        optimizer = torch.optim.AdamW(
-            self.head.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
-        self.head.train()
-        for _ in range(self.config.num_steps):
-            loss = nn.functional.cross_entropy(self.head(embeddings), labels)  # logits (N, K)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        self.head.eval()
+        fit(self.head, [(embeddings, labels)], steps=self.config.num_steps, learning_rate=self.config.learning_rate,
+            weight_decay=self.config.weight_decay, device=self.device, progress=False)  # full batch, logits (N, K)
         return self
 
     def fit(self, texts: Sequence[str], intents: Sequence[str]) -> "FrozenIntentClassifier":
@@ -232,6 +223,23 @@ class FineTuneConfig:
             raise ValueError("FineTuneConfig needs num_epochs >= 1, batch_size >= 1, max_length >= 4.")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
+
+
+class _ShuffledTexts:
+    """Mini-batches ``(input_ids (B, L), attention_mask (B, L), labels (B,))`` in a fresh seeded order per pass."""
+
+    def __init__(self, texts: list[str], labels: torch.Tensor, batch_size: int, seed: int, tokenize) -> None:
+        self.texts, self.labels, self.batch_size, self.tokenize = texts, labels, batch_size, tokenize
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.texts) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.texts), generator=self.generator)
+        for start in range(0, len(self.texts), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            yield (*self.tokenize([self.texts[i] for i in rows]), self.labels[rows])
 
 
 class FineTunedIntentClassifier(nn.Module):
@@ -310,25 +318,15 @@ class FineTunedIntentClassifier(nn.Module):
             return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        generator = torch.Generator().manual_seed(self.seed)
-        self.history = {"loss": []}
-        self.train()
-        bar = tqdm(total=total_steps, desc="fine-tune MiniLM", disable=not progress, leave=False)
-        for _ in range(self.config.num_epochs):
-            order = torch.randperm(len(texts), generator=generator)
-            for start in range(0, len(texts), self.config.batch_size):
-                rows = order[start : start + self.config.batch_size]
-                input_ids, attention_mask = self._tokenize([texts[i] for i in rows])
-                loss = nn.functional.cross_entropy(self(input_ids, attention_mask), labels[rows].to(self.device))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                self.history["loss"].append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{self.history['loss'][-1]:.3f}")
-        bar.close()
-        self.eval()
+        batches = _ShuffledTexts(texts, labels, self.config.batch_size, self.seed, self._tokenize)
+
+        def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            input_ids, attention_mask, targets = batch
+            return nn.functional.cross_entropy(model(input_ids, attention_mask), targets)  # logits (B, K)
+
+        history = fit(self, batches, loss_fn=loss_fn, epochs=self.config.num_epochs, optimizer=optimizer,
+                      scheduler=scheduler, device=self.device, progress=progress, description="fine-tune MiniLM")
+        self.history = {"loss": history["step_loss"]}
         return self
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:

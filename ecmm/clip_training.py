@@ -1,0 +1,172 @@
+"""What a CLIP fine-tuning run trains, and what its frozen parts compute once.
+
+:class:`TrainingView` is the module :func:`ecmm.train.fit` trains: ``encode_image``,
+``encode_text`` and ``scale`` of a CLIP-like model, where the inputs may be *cached outputs of
+the frozen parts* instead of photos and tokens.  Which caches apply is chosen from what the
+model exposes, never from its name:
+
+- a model whose image tower is a stack of ``backbone.blocks`` plus an ``image_projection``
+  (the kit's CNN) runs its frozen first blocks once over the photos (:func:`frozen_maps`); the
+  view then runs only the trained last blocks (``tail``);
+- a model whose text tower is a locked encoder plus ``project_text`` (MiniLM) caches the
+  encoder's sentence features (``text="features"``), or, when only its last transformer layer
+  trains, the hidden states entering that layer (``text="hidden"``);
+- any other model (open_clip's towers, or a tower that trains end to end) gets photos and
+  tokens (``tail=None``, ``text="tokens"``) and goes through its own ``encode_*``.
+
+The caches are memoised per weights digest and inputs, so the several runs of one session
+(recipes, label fractions) compute them once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["TrainingView", "TEXT_INPUTS", "splits_image_tower", "splits_text_tower", "weights_digest",
+           "preprocessed_photos", "frozen_maps", "text_features", "pad_hidden"]
+
+TEXT_INPUTS = ("features", "hidden", "tokens")
+
+
+def splits_image_tower(model: Any) -> bool:
+    """Whether the image tower is ``backbone.blocks`` + ``image_projection`` (frozen blocks can be cached)."""
+    return hasattr(getattr(model, "backbone", None), "blocks") and hasattr(model, "image_projection")
+
+
+def splits_text_tower(model: Any) -> bool:
+    """Whether the text tower is a MiniLM-style ``text_encoder`` + ``project_text`` (features can be cached)."""
+    encoder = getattr(model, "text_encoder", None)
+    return hasattr(model, "project_text") and hasattr(getattr(encoder, "transformer", None), "encoder")
+
+
+def weights_digest(module: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (names, shapes and bytes): a cache key."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class TrainingView(nn.Module):
+    """The trainable face of a CLIP-like model for one recipe (trains the model's own parameters).
+
+    Args:
+        model: the CLIP-like model (its modules are shared, not copied).
+        tail: the trained last CNN blocks applied to cached maps, or None (photos go through
+            ``model.encode_image``).
+        text: ``"features"`` (cached MiniLM features), ``"hidden"`` (cached states before MiniLM's
+            last layer) or ``"tokens"`` (``model.encode_text``).
+    """
+
+    def __init__(self, model: nn.Module, tail: nn.Module | None, text: str) -> None:
+        super().__init__()
+        if text not in TEXT_INPUTS:
+            raise ValueError(f"text must be one of {TEXT_INPUTS}; got {text!r}")
+        self.model, self.tail, self.text = model, tail, text
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Cached maps ``(B, C, h, w)`` (or photos ``(B, 3, S, S)``) -> ``(B, E)`` normalised."""
+        if self.tail is None:
+            return self.model.encode_image(images)
+        return F.normalize(self.model.image_projection(self.tail(images).mean(dim=(2, 3))), dim=-1)
+
+    def encode_text(self, tokens: Any) -> torch.Tensor:
+        """Cached features ``(B, 384)``, cached ``{"hidden", "mask"}`` or tokens -> ``(B, E)`` normalised."""
+        if self.text == "features":
+            return self.model.project_text(tokens)
+        if self.text == "tokens":
+            return self.model.encode_text(tokens)
+        mask = tokens["mask"]  # (B, T)
+        keep = int(mask.sum(1).max())
+        mask, hidden = mask[:, :keep], tokens["hidden"][:, :keep]  # (B, t), (B, t, D)
+        additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        out = self.model.text_encoder.transformer.encoder.layer[-1](hidden, attention_mask=additive)
+        out = out[0] if isinstance(out, tuple) else out  # (B, t, D)
+        weights = mask.unsqueeze(-1).to(out.dtype)
+        return self.model.project_text((out * weights).sum(1) / weights.sum(1).clamp(min=1e-9))
+
+    def scale(self) -> torch.Tensor:
+        """The model's clamped ``exp(logit_scale)``."""
+        return self.model.scale()
+
+    def forward(self, images: Any, tokens: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(image_emb (B, E), text_emb (B, E), scale ())``: the call data parallelism wraps."""
+        return self.encode_image(images), self.encode_text(tokens), self.scale()
+
+
+_PHOTOS: list = []  # [weakref to the photos array, preprocessing key, (S, P, 3, s, s) tensor]
+
+
+def preprocessed_photos(preprocess: Any, photos: np.ndarray) -> torch.Tensor:
+    """All photos through ``preprocess``, once per photos array: ``(num_skus, per_sku, 3, S, S)`` on CPU."""
+    key = (getattr(preprocess, "image_size", id(preprocess)), tuple(getattr(preprocess, "mean", ())),
+           tuple(getattr(preprocess, "std", ())), photos.shape)
+    if not (_PHOTOS and _PHOTOS[0]() is photos and _PHOTOS[1] == key):
+        flat = photos.reshape(-1, *photos.shape[2:])
+        inputs = torch.cat([preprocess(np.array(flat[start:start + 512])) for start in range(0, len(flat), 512)])
+        _PHOTOS[:] = [weakref.ref(photos), key, inputs.view(*photos.shape[:2], *inputs.shape[1:])]
+    return _PHOTOS[2]
+
+
+@torch.no_grad()
+def frozen_maps(blocks: Sequence[nn.Module], inputs: torch.Tensor, device: torch.device,
+                chunk: int = 256) -> torch.Tensor:
+    """Run the frozen first ``blocks`` over ``inputs`` ``(P, 3, S, S)`` once -> ``(P, C, h, w)`` on ``device``."""
+    frozen = nn.Sequential(*blocks).to(device).eval()
+    return torch.cat([frozen(inputs[start:start + chunk].to(device)) for start in range(0, len(inputs), chunk)])
+
+
+_TEXTS: dict[tuple, dict[str, torch.Tensor]] = {}  # MiniLM outputs reused across runs of one session
+
+
+def text_features(encoder: nn.Module, texts: Sequence[str], hidden: bool,
+                  device: torch.device) -> dict[str, torch.Tensor]:
+    """MiniLM inputs of the trained part, cached: ``{"features": (N, 384)}`` or ``{"hidden": (N, T, D), "mask": (N, T)}``.
+
+    ``hidden=True`` keeps the hidden states entering the last transformer layer (that layer trains).
+    """
+    key = (weights_digest(encoder), tuple(texts), hidden)
+    if key not in _TEXTS:
+        if len(_TEXTS) >= 8:
+            _TEXTS.clear()
+        encoder = encoder.to(device).eval()
+        _TEXTS[key] = {name: value.cpu() for name, value in _encode(encoder, list(texts), hidden, device).items()}
+    return {name: value.to(device) for name, value in _TEXTS[key].items()}
+
+
+@torch.no_grad()
+def _encode(encoder: Any, texts: list[str], hidden: bool, device: torch.device,
+            chunk: int = 128) -> dict[str, torch.Tensor]:
+    """MiniLM over ``texts`` in chunks of similar length (short titles are not padded to descriptions)."""
+    tokens = {key: value.to(device) for key, value in encoder.tokenize(texts).items()}  # (N, T)
+    lengths = tokens["attention_mask"].sum(1)
+    order = torch.argsort(lengths, stable=True)
+    pieces = []
+    for start in range(0, len(texts), chunk):
+        rows = order[start:start + chunk]
+        keep = int(lengths[rows].max())
+        ids, mask = tokens["input_ids"][rows, :keep], tokens["attention_mask"][rows, :keep]
+        if hidden:
+            states = encoder.transformer(input_ids=ids, attention_mask=mask,
+                                         output_hidden_states=True).hidden_states[-2]  # (b, keep, D)
+            pieces.append(F.pad(states, (0, 0, 0, tokens["input_ids"].shape[1] - keep)))
+        else:
+            pieces.append(encoder(ids, mask))  # (b, D)
+    stacked = torch.empty_like(torch.cat(pieces))
+    stacked[order] = torch.cat(pieces)
+    return {"hidden": stacked, "mask": tokens["attention_mask"]} if hidden else {"features": stacked}
+
+
+def pad_hidden(cache: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
+    """Zero-pad cached hidden states ``(N, T, D)`` and mask ``(N, T)`` to ``length`` tokens."""
+    extra = length - cache["mask"].shape[1]
+    return {"hidden": F.pad(cache["hidden"], (0, 0, 0, extra)), "mask": F.pad(cache["mask"], (0, extra))}
