@@ -7,8 +7,8 @@ compared with the vocabulary by :func:`difflib.get_close_matches` (misspellings 
 "bakcpack"); prices are read from "under 30", "below €30", "over 100", "between 10 and 20".
 
 The parser knows words, not uses: "something to keep my neck warm" names no colour, type or
-price. For such queries :meth:`ecmm.search.CatalogSearch.understand` adds the text tower's
-nearest product types.
+price. For such queries :meth:`ecmm.search.CatalogSearch.understand` adds the nearest product
+types by its text encoder (the CLIP text tower unless another is given).
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ def parse_query(query: str, vocabulary: QueryVocabulary | None = None) -> Parsed
                 if close and len(close[0].split()) == length:
                     corrections[phrase], found = close[0], _lookup(close[0], vocabulary)
             if found is None and length == 1 and len(phrase) >= MINIMUM_FUZZY_LENGTH and phrase not in _STOPWORDS:
-                close = (difflib.get_close_matches(phrase, fuzzy_phrases, n=1, cutoff=MISSPELLING_CUTOFF)
+                close = ([match for match in difflib.get_close_matches(phrase, fuzzy_phrases, n=3, cutoff=MISSPELLING_CUTOFF)
+                          if match[0] == phrase[0]][:1]  # a misspelling keeps its first letter ("rock" is no "frock")
                          or _transposed(phrase, fuzzy_phrases))
                 if close:
                     corrections[phrase], found = close[0], _lookup(close[0], vocabulary)

@@ -32,6 +32,7 @@ def test_misspellings_are_corrected_and_short_or_common_words_are_not():
     assert corrected_query("Purpel bakcpack!", parsed) == "purple backpack!"
     assert parse_query("something to write with").is_empty  # "write" is not "white"
     assert parse_query("sunglasess for the beach").colours == ()  # "beach" is not "peach"
+    assert parse_query("for a rock band").is_empty  # "rock" is not "frock"
 
 
 def test_as_dict_is_json_ready():
