@@ -8,12 +8,15 @@ import sys
 
 from ecmm.bench import BENCHMARKS
 
+# Benchmarks of the serving layer, beside the library's BENCHMARKS.
+SERVING_BENCHMARKS: tuple[str, ...] = ("serve",)
+
 
 def main(argv=None) -> int:
     """Parse arguments and run one benchmark."""
     parser = argparse.ArgumentParser(prog="python -m ecmm.bench", description="Measure the kit's models.")
     subparsers = parser.add_subparsers(dest="benchmark", metavar="NAME")
-    for name in BENCHMARKS:
+    for name in (*BENCHMARKS, *SERVING_BENCHMARKS):
         importlib.import_module(f"ecmm.bench.{name}").add_parser(subparsers)
     args = parser.parse_args(argv)
     if args.benchmark is None:

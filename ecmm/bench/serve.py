@@ -1,0 +1,274 @@
+"""``python -m ecmm.bench serve [--requests 100] [--clients 1 2 4] [--json PATH]``: the web server under load.
+
+Starts ``ecmm serve`` (uvicorn) on a free port of 127.0.0.1 in a subprocess, waits for ``/health``,
+loads the backends with one request each, then sends a bounded mixed load (mostly ``/search`` text
+queries, some ``/recommend``, a few ``/support``) from 1, 2 and 4 client threads and prints the
+median and 95th-percentile latency and requests/s per level. In this process it then measures the
+query encoder alone (``encode_text`` of the same queries, one at a time, requests/s) and one
+search's parts (tokenise, encode, search, serialise), so the ratio server throughput /
+encoder-only throughput is visible. It stops the server itself. Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+__all__ = ["LevelStats", "percentile", "summarise", "mixed_requests", "free_port", "run_level",
+           "encoder_throughput", "add_parser", "run"]
+
+QUERIES: tuple[str, ...] = ("red backpack", "blue running shoes", "black leather wallet", "green t-shirt",
+                            "white sneakers", "brown boots", "yellow dress", "grey hoodie", "pink handbag",
+                            "silver watch", "cheap laptop", "wooden chair", "purple scarf", "orange mug")
+USERS: tuple[str, ...] = ("u00001", "u00007", "u00042")
+MESSAGES: tuple[str, ...] = ("where is my order EC123456?", "how do I return a jacket?")
+
+
+@dataclass(frozen=True)
+class LevelStats:
+    """Latency and throughput of one load level."""
+
+    clients: int  # client threads sending at once
+    requests: int  # requests answered (any status)
+    errors: int  # requests answered with 5xx or not answered
+    p50_ms: float  # median latency, milliseconds
+    p95_ms: float  # 95th-percentile latency, milliseconds
+    requests_per_second: float  # answered requests / wall seconds of the level
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (linear interpolation between order statistics).
+
+    Raises:
+        ValueError: ``values`` is empty or ``fraction`` is outside [0, 1].
+    """
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1]; got {fraction}")
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(clients: int, latencies: Sequence[float], wall_seconds: float, errors: int = 0) -> LevelStats:
+    """Statistics of one level from per-request latencies (seconds) and its wall time (seconds)."""
+    if wall_seconds <= 0:
+        raise ValueError(f"wall_seconds must be positive; got {wall_seconds}")
+    return LevelStats(clients=clients, requests=len(latencies), errors=errors,
+                      p50_ms=round(1000 * percentile(latencies, 0.5), 2),
+                      p95_ms=round(1000 * percentile(latencies, 0.95), 2),
+                      requests_per_second=round(len(latencies) / wall_seconds, 2))
+
+
+def mixed_requests(count: int) -> list[tuple[str, str, bytes | None]]:
+    """``count`` requests ``(method, path, body)``: 16 of 20 text searches, 3 recommendations, 1 support."""
+    requests = []
+    for number in range(count):
+        slot = number % 20
+        if slot == 19:
+            body = json.dumps({"message": MESSAGES[number % len(MESSAGES)]}).encode()
+            requests.append(("POST", "/support", body))
+        elif slot in (5, 11, 17):
+            requests.append(("GET", f"/recommend?user={USERS[number % len(USERS)]}&k=10", None))
+        else:
+            requests.append(("GET", "/search?" + urllib.parse.urlencode({"q": QUERIES[number % len(QUERIES)]}), None))
+    return requests
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        return int(listener.getsockname()[1])
+
+
+def _send(connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None) -> int:
+    headers = {"content-type": "application/json"} if body is not None else {}
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def run_level(port: int, clients: int, requests: Sequence[tuple[str, str, bytes | None]],
+              time_limit: float = 60.0) -> LevelStats:
+    """Send ``requests`` from ``clients`` threads (keep-alive connections), stopping at ``time_limit`` s."""
+    pending = list(reversed(requests))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+    deadline = time.monotonic() + time_limit
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < deadline:
+            with lock:
+                if not pending:
+                    break
+                method, path, body = pending.pop()
+            start = time.perf_counter()
+            try:
+                status = _send(connection, method, path, body)
+            except (OSError, http.client.HTTPException):
+                status = 599
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            elapsed = time.perf_counter() - start
+            with lock:
+                latencies.append(elapsed)
+                errors[0] += status >= 500
+        connection.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return summarise(clients, latencies or [0.0], time.perf_counter() - start, errors[0])
+
+
+def encoder_throughput(encode: Callable[[str], object], queries: Sequence[str], repeats: int = 3) -> float:
+    """Queries per second of ``encode(query)`` called one query at a time (after one warm-up call)."""
+    encode(queries[0])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for query in queries:
+            encode(query)
+    return round(repeats * len(queries) / (time.perf_counter() - start), 2)
+
+
+def _wait_for_health(port: int, server: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with status {server.returncode} before answering /health")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            _send(connection, "GET", "/health", None)
+            connection.close()
+            return
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not answer /health within {timeout:.0f} s")
+
+
+def search_breakdown(queries: Sequence[str]) -> dict[str, float]:
+    """Median milliseconds of one text search's parts, in this process with the shop's models.
+
+    Returns:
+        ``{"tokenise", "encode", "search_text" (whole call, includes its own encodes), "serialise"}``.
+    """
+    import torch
+
+    from ecmm.app import load_search
+    from ecmm.search import results_to_records
+
+    search = load_search(progress=False)
+    search.search_text(queries[0])  # builds what text search needs once
+    parts: dict[str, list[float]] = {"tokenise": [], "encode": [], "search_text": [], "serialise": []}
+    for query in queries:
+        start = time.perf_counter()
+        tokens = search.tokenizer([query])
+        parts["tokenise"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            search.model.encode_text(tokens)
+        parts["encode"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        results = search.search_text(query, 10)
+        parts["search_text"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        json.dumps(results_to_records(results))
+        parts["serialise"].append(time.perf_counter() - start)
+    return {name: round(1000 * statistics.median(values), 2) for name, values in parts.items()}
+
+
+def add_parser(subparsers) -> None:
+    """Register ``serve``."""
+    parser = subparsers.add_parser("serve", help="latency and throughput of `ecmm serve` under a mixed load")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--requests", type=int, default=100, help="requests per load level (default 100)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4], help="client threads per level")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds at most per level (default 60)")
+    parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for the server")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server, load it, measure the encoder, print the table, optionally write JSON."""
+    if args.requests < 1 or min(args.clients) < 1:
+        raise ValueError("--requests and --clients must be positive")
+    port = free_port()
+    command = [sys.executable, "-m", "ecmm.cli", "serve", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        started = time.perf_counter()
+        _wait_for_health(port, server, args.startup_timeout)
+        startup = time.perf_counter() - started
+        started = time.perf_counter()
+        run_level(port, 1, mixed_requests(20), time_limit=args.startup_timeout)  # loads every backend
+        first_load = time.perf_counter() - started
+        searches = [request for request in mixed_requests(args.requests * 2) if request[1].startswith("/search")]
+        levels = {"mixed": [run_level(port, clients, mixed_requests(args.requests), args.time_limit)
+                            for clients in args.clients],
+                  "search": [run_level(port, clients, searches[:args.requests], args.time_limit)
+                             for clients in args.clients]}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    print(f"server: up in {startup:.1f} s, backends loaded in {first_load:.1f} s")
+    print(f"{'load':>7} {'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}")
+    for kind, stats in levels.items():
+        for level in stats:
+            print(f"{kind:>7} {level.clients:>7} {level.requests:>8} {level.errors:>6} {level.p50_ms:>8.1f} "
+                  f"{level.p95_ms:>8.1f} {level.requests_per_second:>8.1f}")
+    import torch
+
+    from ecmm.app import load_shop_model
+
+    model, _, tokenizer = load_shop_model(progress=False)
+    model.eval()
+
+    def encode(query: str) -> object:
+        with torch.inference_mode():
+            return model.encode_text(tokenizer([query]))
+
+    encoder = encoder_throughput(encode, QUERIES)
+    del model
+    breakdown = search_breakdown(QUERIES)
+    top = max(args.clients)
+    served = next(level for level in levels["search"] if level.clients == top).requests_per_second
+    print(f"encoder only: {encoder:.1f} queries/s; /search at {top} clients / encoder only = {served / encoder:.2f}")
+    single = levels["search"][0].p50_ms if levels["search"][0].clients == 1 else float("nan")
+    inside = breakdown["search_text"] + breakdown["serialise"]
+    print("one search in process (median ms): " + ", ".join(f"{name} {value:.1f}" for name, value in breakdown.items())
+          + f"; framework and HTTP (1-client /search p50 minus search_text and serialise) {single - inside:.1f}")
+    results = {"levels": {kind: [asdict(level) for level in stats] for kind, stats in levels.items()},
+               "encoder_queries_per_second": encoder, "ratio": round(served / encoder, 3),
+               "breakdown_ms": breakdown, "startup_seconds": round(startup, 2),
+               "first_load_seconds": round(first_load, 2), "requests_per_level": args.requests}
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+        print(f"wrote {path}")
+    return 0
