@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+
 from ecmm.device import get_device, single_thread
 from ecmm.progress import progress_bar
 from ecmm.train import clip_step, fit

@@ -1,12 +1,10 @@
-"""Tiny tests for ecmm.pretraining.clip: cached views, which parts train, recipe versioning."""
-
-import json
+"""Tiny tests for ecmm.pretraining.clip: cached views and which parts train."""
 
 import numpy as np
 import pytest
 import torch
 
-from ecmm.pretraining.clip import RECIPE_VERSION, ClipPretrainConfig, pretrain_clip, view_features
+from ecmm.pretraining.clip import ClipPretrainConfig, pretrain_clip, view_features
 
 
 @pytest.fixture()
@@ -51,23 +49,3 @@ def test_pretrain_config_validates():
         ClipPretrainConfig(recolour_probability=1.5)
     with pytest.raises(ValueError, match="caption_templates"):
         ClipPretrainConfig(caption_templates=("a photo of a {}",))
-
-
-def test_outdated_clip_card_is_rebuilt(tmp_path, monkeypatch):
-    from ecmm import assets
-
-    monkeypatch.setenv("ECMM_HOME", str(tmp_path))
-    folder = assets.asset_dir("clip")
-    folder.mkdir(parents=True)
-    built = []
-
-    def fake_build(output_dir, force=False):
-        built.append(output_dir)
-        (output_dir / "card.json").write_text(json.dumps({"recipe": {"version": RECIPE_VERSION}}))
-
-    monkeypatch.setattr(assets, "_builder", lambda name: fake_build)
-    (folder / "card.json").write_text(json.dumps({"recipe": {"steps": 3000}}))  # an older recipe (version 1)
-    assets.ensure_asset("clip")
-    assert built == [folder]
-    assets.ensure_asset("clip")  # now current: not rebuilt
-    assert built == [folder]

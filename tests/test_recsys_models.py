@@ -123,10 +123,9 @@ def test_evaluation_segments_and_table():
     assert table.shape == (len(SEGMENTS) * 2, 5)
 
 
-def test_clip_content_embeddings_fuse_image_and_text(monkeypatch):
+def test_clip_content_embeddings_fuse_image_and_text():
     import torch
 
-    import ecmm.finetune
     from ecmm.recsys.embeddings import item_content_embeddings
 
     class FakeClip(torch.nn.Module):  # stands in for the shop model: 3-d image and text embeddings
@@ -142,12 +141,13 @@ def test_clip_content_embeddings_fuse_image_and_text(monkeypatch):
     def tokenizer(texts):
         return {"input_ids": torch.tensor([len(text) for text in texts])}
 
-    monkeypatch.setattr(ecmm.finetune, "get_shop_model", lambda device=None: (FakeClip(), preprocess, tokenizer))
+    model = FakeClip()
+    model.preprocess, model.tokenizer = preprocess, tokenizer
     shop = pd.DataFrame({"sku_id": ["a", "b"], "title": ["Red hat", "Blue hat"], "description": ["x", "y"]})
     photos = np.zeros((2, 2, 4, 4, 3), dtype=np.uint8)
     photos[0, ..., 0] = 255  # red photos
     photos[1, ..., 2] = 255  # blue photos
-    embeddings = item_content_embeddings(shop, photos, source="clip", device="cpu", progress=False)
+    embeddings = item_content_embeddings(shop, photos, source="clip", device="cpu", progress=False, model=model)
     assert embeddings.shape == (2, 3)
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     assert embeddings[0, 0] > embeddings[1, 0] and embeddings[1, 2] > embeddings[0, 2]  # the image part shows
