@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TrainingView", "TEXT_INPUTS", "splits_image_tower", "splits_text_tower", "weights_digest",
+__all__ = ["TrainingView", "PairBatches", "TEXT_INPUTS", "splits_image_tower", "splits_text_tower", "weights_digest",
            "preprocessed_photos", "frozen_maps", "text_features", "pad_hidden"]
 
 TEXT_INPUTS = ("features", "hidden", "tokens")
@@ -170,3 +170,55 @@ def pad_hidden(cache: dict[str, torch.Tensor], length: int) -> dict[str, torch.T
     """Zero-pad cached hidden states ``(N, T, D)`` and mask ``(N, T)`` to ``length`` tokens."""
     extra = length - cache["mask"].shape[1]
     return {"hidden": F.pad(cache["hidden"], (0, 0, 0, extra)), "mask": F.pad(cache["mask"], (0, extra))}
+
+
+class PairBatches:
+    """Endless seeded global batches of (photo, caption) pairs of a shop, this rank's shard of each.
+
+    ``images`` ``(P, ...)`` are the photos (or their cached maps), ``per_sku`` photos per SKU;
+    ``texts`` hold ``2 * num_skus`` captions (titles, then descriptions) as cached features, cached
+    states or strings (tokenised here); ``source`` = ``(images, texts, name ids)`` of ``replay``
+    replayed pairs per batch.
+
+    Every rank draws the same global batch; the images and texts are this rank's rows and the
+    caption ids are the global batch's (the loss sees the gathered batch).
+    """
+
+    def __init__(self, images: torch.Tensor, texts: Any, per_sku: int, num_skus: int, batch_size: int,
+                 replay: int, source: tuple | None, tokenizer: Any, part: slice, seed: int) -> None:
+        self.images, self.texts, self.per_sku, self.num_skus = images, texts, per_sku, num_skus
+        self.batch_size, self.replay, self.source, self.tokenizer, self.part = batch_size, replay, source, tokenizer, part
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _texts(self, texts: Any, rows: torch.Tensor) -> Any:
+        if isinstance(texts, dict):
+            return {key: value[rows.to(value.device)] for key, value in texts.items()}
+        if isinstance(texts, list):
+            return [texts[int(row)] for row in rows]
+        return texts[rows.to(texts.device)]
+
+    def __iter__(self):
+        while True:
+            pair = torch.randperm(len(self.images), generator=self.generator)[:self.batch_size]  # photo positions
+            sku = pair // self.per_sku  # (B,) position in the subset
+            caption = sku + self.num_skus * torch.randint(2, (len(pair),), generator=self.generator)  # title / description
+            images, texts, ids = self.images[pair.to(self.images.device)], self._texts(self.texts, caption), sku
+            if self.replay:
+                source_images, source_texts, source_ids = self.source
+                icon = torch.randperm(len(source_images), generator=self.generator)[:self.replay]
+                images = torch.cat([images, source_images[icon.to(source_images.device)]])
+                texts = _concat(texts, self._texts(source_texts, icon))
+                ids = torch.cat([ids, self.num_skus + source_ids[icon]])
+            texts = _slice(texts, self.part)
+            tokens = self.tokenizer(texts) if isinstance(texts, list) else texts
+            yield {"images": images[self.part], "tokens": tokens, "caption_ids": ids}
+
+
+def _concat(first: Any, second: Any) -> Any:
+    if isinstance(first, dict):
+        return {key: torch.cat([first[key], second[key]]) for key in first}
+    return first + second if isinstance(first, list) else torch.cat([first, second])
+
+
+def _slice(texts: Any, part: slice) -> Any:
+    return {key: value[part] for key, value in texts.items()} if isinstance(texts, dict) else texts[part]

@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecmm.clip_training import (TrainingView, frozen_maps, pad_hidden, preprocessed_photos, splits_image_tower,
-                                splits_text_tower, text_features, weights_digest)
+from ecmm.clip_training import (PairBatches, TrainingView, frozen_maps, pad_hidden, preprocessed_photos,
+                                splits_image_tower, splits_text_tower, text_features, weights_digest)
 from ecmm.distributed import (DistributedContext, gather_with_grad, init_distributed, shard_positions,
                               shutdown_distributed, single_process, wrap_data_parallel)
 from ecmm.train import clip_step, fit
@@ -163,53 +163,6 @@ def _source_pairs(model: Any, view: TrainingView, preprocess: Any, seed: int,
     return _SOURCE[key]
 
 
-class _PairBatches:
-    """Endless seeded global batches of (photo, caption) pairs, this rank's shard of each.
-
-    Every rank draws the same global batch; the images and texts are this rank's rows and the
-    caption ids are the global batch's (the loss sees the gathered batch).
-    """
-
-    def __init__(self, images: torch.Tensor, texts: Any, per_sku: int, num_skus: int, batch_size: int,
-                 replay: int, source: tuple | None, tokenizer: Any, part: slice, seed: int) -> None:
-        self.images, self.texts, self.per_sku, self.num_skus = images, texts, per_sku, num_skus
-        self.batch_size, self.replay, self.source, self.tokenizer, self.part = batch_size, replay, source, tokenizer, part
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _texts(self, texts: Any, rows: torch.Tensor) -> Any:
-        if isinstance(texts, dict):
-            return {key: value[rows.to(value.device)] for key, value in texts.items()}
-        if isinstance(texts, list):
-            return [texts[int(row)] for row in rows]
-        return texts[rows.to(texts.device)]
-
-    def __iter__(self):
-        while True:
-            pair = torch.randperm(len(self.images), generator=self.generator)[:self.batch_size]  # photo positions
-            sku = pair // self.per_sku  # (B,) position in the subset
-            caption = sku + self.num_skus * torch.randint(2, (len(pair),), generator=self.generator)  # title / description
-            images, texts, ids = self.images[pair.to(self.images.device)], self._texts(self.texts, caption), sku
-            if self.replay:
-                source_images, source_texts, source_ids = self.source
-                icon = torch.randperm(len(source_images), generator=self.generator)[:self.replay]
-                images = torch.cat([images, source_images[icon.to(source_images.device)]])
-                texts = _concat(texts, self._texts(source_texts, icon))
-                ids = torch.cat([ids, self.num_skus + source_ids[icon]])
-            texts = _slice(texts, self.part)
-            tokens = self.tokenizer(texts) if isinstance(texts, list) else texts
-            yield {"images": images[self.part], "tokens": tokens, "caption_ids": ids}
-
-
-def _concat(first: Any, second: Any) -> Any:
-    if isinstance(first, dict):
-        return {key: torch.cat([first[key], second[key]]) for key in first}
-    return first + second if isinstance(first, list) else torch.cat([first, second])
-
-
-def _slice(texts: Any, part: slice) -> Any:
-    return {key: value[part] for key, value in texts.items()} if isinstance(texts, dict) else texts[part]
-
-
 def _text_inputs(model: Any, view: TrainingView, texts: list[str], device: torch.device) -> Any:
     """What the view's ``encode_text`` takes for every caption: cached features / states, or the strings."""
     if view.text == "tokens":
@@ -280,7 +233,7 @@ def _finetune(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame
         source = (source_images.to(device) if view.tail is not None else source_images, source_texts, name_ids)
     batch_size = min(config.batch_size - replay, len(photo_inputs))
     part = shard_positions(batch_size + replay, context.rank, context.world_size)
-    batches = _PairBatches(photo_inputs, texts, photos.shape[1], len(rows), batch_size, replay, source, tokenizer,
+    batches = PairBatches(photo_inputs, texts, photos.shape[1], len(rows), batch_size, replay, source, tokenizer,
                            part, config.seed)
     trained = wrap_data_parallel(view.to(device), context)
     gather = gather_with_grad if context.world_size > 1 else None
@@ -366,25 +319,64 @@ def build_shop_model(folder: Path, config: FinetuneConfig = FinetuneConfig(), pr
     from ecmm.models.clip import create_clip_model
 
     context = context or single_process(None)
-    base_sha256 = model_sha256(read_card(assets_home() / "clip"))
-    base, preprocess, tokenizer = create_clip_model("ecmm-clip", pretrained=True, device="cpu")
+    pretrained = config.init == "pretrained"
+    base_sha256 = model_sha256(read_card(assets_home() / "clip")) if pretrained else None
+    base, preprocess, tokenizer = create_clip_model("ecmm-clip", pretrained=True if pretrained else "scratch",
+                                                    device="cpu")
     model, history = _finetune(base, getattr(base, "preprocess", preprocess), getattr(base, "tokenizer", tokenizer),
                                load_catalog("offline"), load_photos("offline"), config, context, progress)
     if context.is_main:
         save_shop_model(model, Path(folder), config, history, base_sha256)
 
 
+def _experiment(config: FinetuneConfig, context: DistributedContext, history_path: Path) -> None:
+    """Fine-tune on the offline shop and write the history (rank 0) without saving a model."""
+    from ecmm.data import load_catalog, load_photos
+    from ecmm.device import seed_everything
+    from ecmm.models.clip import create_clip_model
+
+    seed_everything(config.seed)  # identical fresh parts on every rank
+    base, preprocess, tokenizer = create_clip_model(
+        "ecmm-clip", pretrained=True if config.init == "pretrained" else "scratch", device="cpu")
+    _, history = _finetune(base, preprocess, tokenizer, load_catalog("offline"), load_photos("offline"), config,
+                           context, progress=True)
+    if context.is_main:
+        history_path.parent.mkdir(parents=True, exist_ok=True)
+        history_path.write_text(json.dumps({"config": asdict(config), **history}, indent=2))
+        print(f"world size {context.world_size}: final loss {history['step_loss'][-1]:.4f}, "
+              f"{history['images_per_second'][0]:.0f} pairs/s")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``[torchrun --nproc_per_node=N] python -m ecmm.finetune [--steps S] [--mode M]``: build the shop model."""
+    """``[torchrun --nproc_per_node=N] python -m ecmm.finetune [options]``: build the shop model.
+
+    Without ``--history`` it fine-tunes the pretrained model with the recipe and saves it in
+    :func:`shop_model_dir` (the default recipe's folder is the registry's ``shop_clip``, the model
+    ``ecmm search`` loads).  With ``--history PATH`` it is an experiment: the loss history is written
+    there and no model is saved.  ``--batch-size`` is the global batch under torchrun.
+    """
+    defaults = FinetuneConfig()
     parser = argparse.ArgumentParser(prog="python -m ecmm.finetune", description=main.__doc__)
-    parser.add_argument("--steps", type=int, default=FinetuneConfig.steps, help="optimiser steps")
-    parser.add_argument("--mode", choices=MODES, default=FinetuneConfig.mode, help="what stays locked")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
+    parser.add_argument("--mode", choices=MODES, default=defaults.mode, help="what stays locked")
+    parser.add_argument("--init", choices=INITS, default=defaults.init, help="pretrained model or random CNN")
+    parser.add_argument("--image-blocks", type=int, default=defaults.image_blocks, help="image blocks that train")
+    parser.add_argument("--replay-fraction", type=float, default=defaults.replay_fraction, help="source pairs per batch")
+    parser.add_argument("--label-fraction", type=float, default=defaults.label_fraction, help="share of training SKUs")
     parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of pairs, captions and fresh parts")
+    parser.add_argument("--history", type=Path, default=None, help="experiment: write the history here, save nothing")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    config = replace(FinetuneConfig(), steps=args.steps, mode=args.mode, amp=args.amp)
+    config = replace(defaults, steps=args.steps, batch_size=args.batch_size, mode=args.mode, init=args.init,
+                     image_blocks=args.image_blocks, replay_fraction=args.replay_fraction,
+                     label_fraction=args.label_fraction, amp=args.amp, seed=args.seed)
     context = init_distributed()
     try:
+        if args.history is not None:
+            _experiment(config, context, args.history)
+            return 0
         folder = shop_model_dir(config)
         build_shop_model(folder, config, progress=True, context=context)
         if context.is_main:
