@@ -308,7 +308,7 @@ def intent_label_efficiency(shots: Iterable[int] = (1, 5, 10), seeds: Iterable[i
     Returns:
         DataFrame ``task, method, labels, score, metric, mode`` (mode ``"recomputed"``).
     """
-    from tqdm.auto import tqdm
+    from ecmm.progress import progress_bar
 
     from ecmm.data import INTENTS, load_intents
     from ecmm.models import load_text_encoder
@@ -322,7 +322,7 @@ def intent_label_efficiency(shots: Iterable[int] = (1, 5, 10), seeds: Iterable[i
     encoder = load_text_encoder(device=device)
     test_embeddings = encoder.encode(list(test["text"]))
     rows = []
-    for shot in tqdm(list(shots), desc="few-shot intents", disable=not progress):
+    for shot in progress_bar(list(shots), desc="few-shot intents", disable=not progress):
         for seed in seeds:
             sample = sample_few_shot(train, shot, seed=seed)
             frozen = FrozenIntentClassifier(encoder, INTENTS, seed=seed, device=device)

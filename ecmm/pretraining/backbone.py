@@ -144,7 +144,7 @@ def pretrain(config: BackbonePretrainingConfig = BackbonePretrainingConfig(),
     Args:
         config: the recipe.
         device: where to train; None picks the best available.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar.
 
     Returns:
         (trained classifier in eval mode, card dict without the sha256).
@@ -198,7 +198,7 @@ def build(output_dir: Path, device: str | torch.device | None = None,
         output_dir: destination folder (created if missing).
         device: where to train; None picks the best available.
         config: the recipe; None uses :class:`BackbonePretrainingConfig` defaults.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar.
 
     Returns:
         The card (recipe, data, metrics, wall time, sha256 of the weights file).

@@ -98,7 +98,7 @@ def view_features(
         work_size: icons are downsampled to this side first.
         batch_size: views per CNN pass.
         device: where the CNN runs; None picks the best available.
-        progress: show a tqdm bar.
+        progress: show a progress bar.
         trained_blocks: the last blocks that will train (not run here); 0 runs the whole CNN.
         recolour_probability: chance that a view is re-painted (``recolour_views``).
 
@@ -150,7 +150,7 @@ def pretrain_clip(
             its name (equal names count as the same class).
         config: the recipe (``image_blocks=0`` is pure LiT: only the projections train).
         device: where to train; None picks the best available.
-        progress: show tqdm bars.
+        progress: show progress bars.
 
     Returns:
         History with ``step_loss`` and ``temperature`` per step and ``seconds`` (total).
