@@ -82,61 +82,32 @@ def load_shop_model(device: Any = None, progress: bool = True) -> tuple[Any, Any
     return model, model.preprocess, model.tokenizer
 
 
-def _index_folder(progress: bool) -> tuple[Path, bool]:
-    """The search index's folder, and whether the registry built it (else this module does)."""
-    from ecmm import search
-    from ecmm.assets import asset_dir, ensure_asset
-
-    if hasattr(search, "build_catalog_index"):
-        return ensure_asset("search_index", progress=progress), True
-    # TRANSITION: until ecmm.search.build_catalog_index (the registry's builder) exists, the index
-    # is built below into the registry's folder, keyed by the shop model's sha256. Remove then.
-    return asset_dir("search_index"), False
-
-
 def load_search(device: Any = None, progress: bool = True) -> Any:
     """The catalog search of the offline shop with the shop model (its index cached).
 
-    The index of photo 0 of every SKU lives in the registry's ``search_index`` folder
-    (``index.safetensors`` + ``index.json``, written by ``EmbeddingIndex.save(folder / "index")``).
+    The index of photo 0 of every SKU is the registry's ``search_index`` asset (built by
+    :func:`ecmm.search.build_catalog_index` on first use, checked like every artefact). The
+    text-to-text signals of hybrid search use MiniLM sentence embeddings.
 
     Returns:
         An :class:`ecmm.search.CatalogSearch` over every SKU of the offline catalog.
     """
-    from ecmm.artifacts import ArtifactError, read_card, write_artifact
-    from ecmm.assets import asset_dir
-    from ecmm.data import load_catalog, load_photos
-    from ecmm.finetune import model_sha256
+    from ecmm.artifacts import ArtifactError
+    from ecmm.assets import ensure_asset
+    from ecmm.data import load_catalog
     from ecmm.index import EmbeddingIndex
+    from ecmm.models.text import load_text_encoder
     from ecmm.search import CatalogSearch
 
     model, preprocess, tokenizer = load_shop_model(device=device, progress=progress)
     catalog = load_catalog("offline")
-    folder, from_registry = _index_folder(progress)
-    if from_registry:
-        try:
-            index = EmbeddingIndex.load(folder / "index")
-        except (OSError, ValueError, KeyError) as error:
-            raise ArtifactError(folder, f"the index does not load ({error.__class__.__name__})") from None
-        return CatalogSearch(model, preprocess, tokenizer, catalog, index, device)
-    shop_sha256 = model_sha256(read_card(asset_dir("shop_clip"), verify=False))
+    folder = ensure_asset("search_index", progress=progress)
     try:
-        card = read_card(folder)
-        if card.get("data", {}).get("shop_model_sha256") == shop_sha256:
-            index = EmbeddingIndex.load(folder / "index")
-            return CatalogSearch(model, preprocess, tokenizer, catalog, index, device)
-        reason = "it was built with another shop model"
-    except ArtifactError as error:  # derived from the model and the photos: rebuilt, never used damaged
-        reason = error.problem
+        index = EmbeddingIndex.load(folder / "index")
     except (OSError, ValueError, KeyError) as error:
-        reason = f"it does not load ({error.__class__.__name__})"
-    if progress or reason != "not built":
-        _notice(f"Indexing the catalog photos with the shop model ({folder}: {reason}); it is then cached.")
-    search = CatalogSearch.build(model, preprocess, tokenizer, catalog, load_photos("offline"), device=device)
-    write_artifact(folder, lambda temporary: search.index.save(temporary / "index"),
-                   {"asset": "search_index", "recipe": {"photo": 0, "backend": search.index.backend},
-                    "data": {"catalog": "offline", "rows": len(catalog), "shop_model_sha256": shop_sha256}})
-    return search
+        raise ArtifactError(folder, f"the index does not load ({error.__class__.__name__})") from None
+    text_encoder = load_text_encoder(device=device).encode
+    return CatalogSearch(model, preprocess, tokenizer, catalog, index, device, text_encoder=text_encoder)
 
 
 def load_shop() -> Any:
