@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install prepare book slides test test-slow test-all lab clean
+.PHONY: install prepare book slides test test-gpu test-slow test-all lab clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,14 @@ test: prepare  ## unit tests + nbval of every notebook in quick mode (what CI ru
 
 test-book: prepare  ## build the book from quick-executed notebooks and check it in headless Chromium
 	ECMM_QUICK=1 $(BIN)/python -m pytest -m book tests
+
+test-gpu: prepare  ## every notebook under nbval in full mode on CUDA; writes build/notebook-times.md
+	@if ! $(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+		echo "make test-gpu: no CUDA device on this machine (torch.cuda.is_available() is False): skipped."; \
+	else \
+		ECMM_DEVICE=cuda ECMM_QUICK=0 PYTHONPATH=tests $(BIN)/python -m pytest -p nbval_timing --nbval-lax \
+			--nbval-cell-timeout=3600 --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks; \
+	fi
 
 test-slow: prepare  ## full-size checks
 	$(BIN)/python -m pytest -m slow tests

@@ -5,8 +5,8 @@
   ``"hybrid"``, the default: reciprocal-rank fusion of dense, text->text, BM25 and the query's
   understood attributes, with price limits) and ``search_image(image, k)`` return DataFrames with
   ``sku_id, title, product_type, colour, category, score``; ``understand(query)`` says what the
-  query asks for. :func:`build_catalog_index` is the registry's builder of the photo index;
-  :func:`load_catalog_search` builds a search with the cached shop model.
+  query asks for. :func:`build_catalog_index` is the registry's builder of the photo index
+  (``ecmm.app.load_search`` opens the shop's search with it).
 - :func:`zero_shot_weights` (from :mod:`ecmm.attributes`): a zero-shot classifier from class names
   and prompt templates (prompt ensembling).
 - :func:`evaluate_retrieval`: text->image (query = title or a paraphrased request) and
@@ -18,7 +18,6 @@ Gallery convention for evaluation: photo 0 of every SKU of the split; image quer
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,7 +35,7 @@ from ecmm.metrics.retrieval import retrieval_report
 from ecmm.models.clip import embed_images, embed_texts
 from ecmm.query import QueryVocabulary, corrected_query, parse_query
 
-__all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "load_catalog_search", "requests_for",
+__all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
            "DEFAULT_MODE", "zero_shot_weights", "request_queries", "build_catalog_index"]
 
@@ -312,30 +311,6 @@ def build_catalog_index(folder: Path, model: Any, progress: bool = True) -> None
     write_artifact(folder, lambda temporary: index.save(temporary / "index"),
                    {"asset": "search_index", "recipe": {"photo": GALLERY_PHOTO, "backend": index.backend},
                     "data": {"catalog": "offline", "rows": len(catalog)}})
-
-
-def load_catalog_search(device: str | torch.device | None = None, progress: bool = True) -> CatalogSearch:
-    """The catalog search of the offline shop with the fine-tuned shop model (index cached).
-
-    Returns:
-        A :class:`CatalogSearch` over every SKU of the offline catalog.
-    """
-    from ecmm.data import load_catalog, load_photos
-    from ecmm.finetune import shop_model_dir
-    from ecmm.models.clip import load_clip_model
-
-    model = load_clip_model(shop_model_dir(), device=device)  # built by ``ecmm prepare``
-    preprocess, tokenizer = model.preprocess, model.tokenizer
-    catalog = load_catalog("offline")
-    weights = shop_model_dir() / "model.safetensors"
-    tag = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    path = shop_model_dir() / f"catalog_index_{tag}"
-    if Path(f"{path}.json").is_file() or (path / "card.json").is_file():
-        index = EmbeddingIndex.load(path)
-        return CatalogSearch(model, preprocess, tokenizer, catalog, index, device)
-    search = CatalogSearch.build(model, preprocess, tokenizer, catalog, load_photos("offline"), device=device)
-    search.index.save(path)
-    return search
 
 
 def results_to_records(frame: pd.DataFrame) -> list[dict]:
