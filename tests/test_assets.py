@@ -198,13 +198,14 @@ def test_builder_that_writes_no_card_is_an_error(stub_home):
     assert assets.asset_status("source").status == "missing"
 
 
-def test_missing_builder_is_a_clear_error(stub_home, monkeypatch):
-    monkeypatch.setattr(assets, "ASSETS", tuple(
-        assets.Asset(a.name, a.description, a.folder, "ecmm.nowhere:build_it") if a.name == "support" else a
-        for a in assets.ASSETS))
-    assert not assets.builder_available("support") and assets.builder_available("catalog")
-    with pytest.raises(assets.MissingBuilderError, match="ecmm.nowhere.build_it"):
-        assets.ensure_asset("support", progress=False)
+def test_missing_builder_is_a_clear_error(stub_home):
+    # override_builders restores the registry on exit (a monkeypatch of ASSETS would be undone after
+    # stub_home's own restore, and leak the stub builders into later tests)
+    with assets.override_builders({"support": "ecmm.nowhere:build_it"}):
+        assert not assets.builder_available("support") and assets.builder_available("catalog")
+        with pytest.raises(assets.MissingBuilderError, match="ecmm.nowhere.build_it"):
+            assets.ensure_asset("support", progress=False)
+    assert assets.builder_available("support")
 
 
 def test_asset_card_is_none_when_missing_and_raises_when_damaged(stub_home):
