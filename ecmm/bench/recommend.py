@@ -10,9 +10,7 @@ novelty for warm items, cold-start items, new users and overall. ``--json`` writ
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
@@ -50,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     }
     print(f"content embeddings: {data.content_source}; total {results['run']['total_seconds']} s")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2))
-        print(f"wrote {path}")
+        from ecmm.bench import write_results
+
+        write_results(args.json, results)
     return 0

@@ -23,7 +23,6 @@ import threading
 import time
 import urllib.parse
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 __all__ = ["LevelStats", "percentile", "summarise", "mixed_requests", "free_port", "run_level",
@@ -267,8 +266,7 @@ def run(args: argparse.Namespace) -> int:
                "breakdown_ms": breakdown, "startup_seconds": round(startup, 2),
                "first_load_seconds": round(first_load, 2), "requests_per_level": args.requests}
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2))
-        print(f"wrote {path}")
+        from ecmm.bench import write_results
+
+        write_results(args.json, results)
     return 0
