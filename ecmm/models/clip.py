@@ -37,7 +37,7 @@ from ecmm.models.protocol import ClipLike, move_tokens
 
 __all__ = [
     "ClipLike", "ClipConfig", "ClipModel", "ClipTokenizer", "OpenClipModel", "OpenClipPreprocess",
-    "build_offline_clip", "create_clip_model", "load_clip_model", "move_tokens", "embed_images", "embed_texts",
+    "build_offline_clip", "create_clip_model", "open_model", "parse_model_spec", "load_clip_model", "move_tokens", "embed_images", "embed_texts",
     "cached_text_features", "save_clip_checkpoint", "load_clip_checkpoint", "pretrained_clip_dir", "count_trainable",
 ]
 
@@ -133,6 +133,46 @@ def create_clip_model(
         model = create_open_clip(name, tag)
     model = model.to(device).eval()
     return model, model.preprocess, model.tokenizer
+
+
+def parse_model_spec(spec: str) -> tuple[str, bool | str]:
+    """``(name, pretrained)`` for :func:`create_clip_model` from one string (``--model``, ``ECMM_MODEL``).
+
+    - ``"ecmm-clip"``: the kit's offline model, pretrained weights;
+    - ``"ViT-B-32"`` / ``"ViT-B-32:laion2b_s34b_b79k"``: an open_clip name, its default or a given tag;
+    - ``"ViT-B-32:path/to/weights.safetensors"``: an open_clip name with a local checkpoint;
+    - ``"path/to/arch.json:path/to/weights.safetensors"``: an open_clip model config (registered
+      with ``open_clip.add_model_config``; the file's stem is the name) and its checkpoint;
+    - a folder written by ``model.save`` (a fine-tuned model).
+    """
+    spec = spec.strip()
+    if not spec:
+        raise ValueError("empty model name: use 'ecmm-clip', an open_clip name such as 'ViT-B-32[:tag]', "
+                         "or a folder written by model.save")
+    if spec == OFFLINE_CLIP_NAME or Path(spec).is_dir():
+        return spec, True
+    name, _, tag = spec.partition(":")
+    if name.endswith(".json"):
+        config = Path(name).expanduser()
+        if not config.is_file():
+            raise ValueError(f"model config {config} does not exist: pass an open_clip model config JSON")
+        import open_clip
+
+        open_clip.add_model_config(config)
+        name = config.stem
+    return name, (tag or True)
+
+
+def open_model(spec: str | None = None, device: str | torch.device | None = None) -> tuple[ClipLike, Any, Any]:
+    """The model a command or notebook runs on: ``spec`` or ``ECMM_MODEL`` (default ``"ecmm-clip"``).
+
+    Returns:
+        ``(model, model.preprocess, model.tokenizer)`` as :func:`create_clip_model` gives them.
+    """
+    from ecmm.data.catalogs import model_spec
+
+    name, pretrained = parse_model_spec(model_spec(spec))
+    return create_clip_model(name, pretrained=pretrained, device=device)
 
 
 def save_clip_checkpoint(model: ClipLike, directory: str | Path, card: dict[str, Any]) -> Path:

@@ -76,6 +76,7 @@ class ClipModel(nn.Module):
         super().__init__()
         self.config = config
         self.name = OFFLINE_CLIP_NAME
+        self.strong_tower = "text"  # MiniLM: fine-tuning keeps it locked (text_locked)
         self.embed_dim = config.embed_dim
         self.backbone = backbone
         self.text_encoder = text_encoder

@@ -78,6 +78,7 @@ class OpenClipModel(nn.Module):
         super().__init__()
         self.model = model
         self.name = name
+        self.strong_tower = "image"  # fine-tuning keeps it locked (LiT, Zhai et al. 2022)
         self.config = dict(config)
         self.embed_dim = int(config["embed_dim"])
         self.preprocess = preprocess

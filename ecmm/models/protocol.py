@@ -39,6 +39,8 @@ class ClipLike(Protocol):
     Attributes:
         name: ``"ecmm-clip"`` or the open_clip architecture name.
         embed_dim: size ``E`` of the shared embedding space.
+        strong_tower: ``"text"`` or ``"image"``: the tower fine-tuning keeps locked by default
+            (the offline model's MiniLM; open_clip's image tower, as LiT does).
         logit_scale: learnable log of the inverse temperature (a parameter).
         preprocess: images (uint8 ``(N, H, W, 3)`` array, PIL image or list of them) -> ``(N, 3, S, S)`` float.
         tokenizer: ``list[str]`` -> tokens that ``encode_text`` accepts (a dict of ``(N, L)``
@@ -47,6 +49,7 @@ class ClipLike(Protocol):
 
     name: str
     embed_dim: int
+    strong_tower: str
     logit_scale: nn.Parameter
     preprocess: Callable[[Any], torch.Tensor]
     tokenizer: Callable[[Sequence[str]], Any]
