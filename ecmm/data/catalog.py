@@ -23,8 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLOURS: tuple[str, ...] = (
     "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
@@ -183,6 +187,53 @@ def assign_splits(product_types: tuple[ProductType, ...], seed: int = 0) -> dict
             else:
                 splits[(product.name, colour)] = "train"
     return splits
+
+
+def split_table(frame: pd.DataFrame, seed: int = 0) -> pd.Series:
+    """The split of every row of any catalog table, by the offline shop's rules.
+
+    Categories are taken in order of first appearance; in each, about ``TEST_PRODUCT_FRACTION`` of
+    its product types (sorted by name, at least one) go to ``test_products`` in every colour, except
+    in a category with a single product type, which stays in training. Then every product type, in
+    order of first appearance, draws ``HELD_OUT_COLOURS`` of its colours (in order of first
+    appearance) as ``test_colours``; only a type with more than ``HELD_OUT_COLOURS + 1`` colours
+    holds them out, so every type keeps at least two colours in training. A product type listed
+    under several categories belongs to the first. The random draws are those of
+    :func:`assign_splits`: on the offline table both give the same splits.
+
+    Args:
+        frame: a catalog with columns ``product_type``, ``category`` and ``colour``.
+        seed: seed of the draws.
+
+    Returns:
+        ``train`` / ``test_colours`` / ``test_products`` per row, with ``frame``'s index.
+    """
+    import pandas as pd
+
+    missing = [column for column in ("product_type", "category", "colour") if column not in frame.columns]
+    if missing:
+        raise ValueError(f"split_table needs the columns {missing}")
+    types = frame["product_type"].astype(str)
+    colours = frame["colour"].astype(str)
+    category_of_type = frame["category"].astype(str).groupby(types, sort=False).first()
+    rng = np.random.default_rng(seed)
+    held_out_types: set[str] = set()
+    for category in pd.unique(category_of_type.to_numpy()):
+        names = sorted(category_of_type.index[category_of_type.to_numpy() == category])
+        if len(names) < 2:
+            continue  # a lone type keeps its category in training
+        count = max(1, round(TEST_PRODUCT_FRACTION * len(names)))
+        held_out_types.update(rng.choice(names, size=count, replace=False).tolist())
+    held_out_pairs: set[tuple[str, str]] = set()
+    for name, type_colours in colours.groupby(types, sort=False):
+        options = pd.unique(type_colours.to_numpy())
+        drawn = rng.choice(options, size=min(HELD_OUT_COLOURS, len(options)), replace=False).tolist()
+        if len(options) > HELD_OUT_COLOURS + 1:
+            held_out_pairs.update((name, colour) for colour in drawn)
+    split = pd.Series("train", index=frame.index, dtype=object)
+    split[np.array([pair in held_out_pairs for pair in zip(types, colours)], dtype=bool)] = "test_colours"
+    split[types.isin(held_out_types).to_numpy()] = "test_products"
+    return split
 
 
 def describe(product: ProductType, colour: str, rng: np.random.Generator) -> str:
