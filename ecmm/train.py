@@ -11,11 +11,11 @@ the contrastive loss of one (images, tokens) batch for any CLIP-like model, writ
 :func:`fit` adds what every trainer needs: epochs or a number of steps, AdamW over parameter
 groups, a per-step schedule (:func:`warmup_cosine`), mixed precision (``torch.autocast``),
 gradient accumulation, gradient clipping, a progress bar that stays quiet in logs, and a history.
+The optimiser, schedule and mixed-precision parts live in :mod:`ecmm.optimisation` (importable here too).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,6 +26,7 @@ from torch import nn
 
 from ecmm.device import get_device
 from ecmm.losses import clip_loss
+from ecmm.optimisation import autocast_context, make_optimizer, warmup_cosine, warmup_cosine_scheduler
 from ecmm.progress import progress_bar
 
 __all__ = ["fit", "evaluate", "predict", "classification_loss", "clip_step", "warmup_cosine",
@@ -34,7 +35,6 @@ __all__ = ["fit", "evaluate", "predict", "classification_loss", "clip_step", "wa
 
 LossFunction = Callable[[nn.Module, Any], torch.Tensor]
 Callback = Callable[[int, nn.Module, dict], "Mapping[str, float] | None"]
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -88,59 +88,6 @@ def clip_step(model: nn.Module, batch: Any,
     if gather is not None:
         image_emb, text_emb = gather(image_emb), gather(text_emb)  # (B, E) each
     return clip_loss(image_emb.float(), text_emb.float(), scale.float(), caption_ids=caption_ids)
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
-                            warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """A scheduler that multiplies every group's rate by :func:`warmup_cosine` (step it per step)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))
-
-
-def autocast_context(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` in ``amp`` precision (``"bf16"`` / ``"fp16"``), or a no-op for None.
-
-    bf16 runs on CUDA and CPU; fp16 only on CUDA (with a gradient scaler, see :func:`fit`).
-    """
-    if amp is None:
-        return contextlib.nullcontext()
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {amp!r}")
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device; use amp='bf16' on the CPU")
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
-
-
-def make_optimizer(
-    model: nn.Module,
-    param_groups: Sequence[Mapping[str, Any]] | None = None,
-    learning_rate: float = 1e-3,
-    weight_decay: float = 0.0,
-) -> torch.optim.Optimizer:
-    """AdamW over ``param_groups`` (each may carry its own ``lr``) or over trainable parameters.
-
-    Args:
-        model: used when ``param_groups`` is None (only its ``requires_grad`` parameters).
-        param_groups: e.g. ``[{"params": f.parameters(), "lr": 1e-4}, {"params": g.parameters()}]``.
-        learning_rate, weight_decay: defaults of every group.
-    """
-    if param_groups is None:
-        groups: list[dict] = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    else:
-        groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]}
-                  for group in param_groups]
-    groups = [group for group in groups if group["params"]]
-    if not groups:
-        raise ValueError("No trainable parameters: unfreeze part of the model or pass param_groups.")
-    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay)
 
 
 def _batches(loader: Iterable, epochs: int | None, steps: int | None,
