@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 
 from ecmm.data import COLOURS, PRODUCT_TYPES
-from ecmm.query import (build_vocabulary, corrected_query, load_query_set, parse_query, query_relevance)
+from ecmm.query import (build_vocabulary, correct_word, corrected_query, edit_distance, load_query_set,
+                        load_vocabulary, parse_query, query_relevance, vocabulary_for, word_stem)
 
 
 @pytest.mark.parametrize("query, colours, types, max_price, min_price", [
     ("purple backpack under 30", ("purple",), ("backpack",), 30.0, None),
-    ("something to keep my neck warm", (), (), None, None),
+    ("something to keep my neck warm", (), ("scarf",), None, None),
     ("Red backpack", ("red",), ("backpack",), None, None),
     ("navy rucksack", ("blue",), ("backpack",), None, None),
     ("cheap trainers below €50", (), ("running shoe",), 50.0, None),
@@ -30,9 +31,46 @@ def test_misspellings_are_corrected_and_short_or_common_words_are_not():
     assert parsed.colours == ("purple",) and parsed.product_types == ("backpack",)
     assert parsed.corrections == {"purpel": "purple", "bakcpack": "backpack"}
     assert corrected_query("Purpel bakcpack!", parsed) == "purple backpack!"
-    assert parse_query("something to write with").is_empty  # "write" is not "white"
+    assert parse_query("something to write with").colours == ()  # "write" is not "white"
     assert parse_query("sunglasess for the beach").colours == ()  # "beach" is not "peach"
-    assert parse_query("for a rock band").is_empty  # "rock" is not "frock"
+    assert "dress" not in parse_query("for a rock band").product_types  # "rock" is not "frock"
+    assert parse_query("blue jeens").corrections == {"jeens": "jeans"}  # one edit in five letters
+    assert parse_query("microfone").product_types == ("microphone",)  # two edits in nine letters
+    assert parse_query("winter coat").product_types == ("coat",)  # "winter" is an everyday word, not "wine"
+    assert parse_query("to tell the time").corrections == {}  # "time" is not "tie"
+
+
+def test_edit_distance_counts_a_swap_once_and_stems_meet():
+    assert edit_distance("bakcpack", "backpack") == 1 and edit_distance("kitten", "sitting") == 3
+    assert edit_distance("", "abc") == 3 and edit_distance("same", "same") == 0
+    assert word_stem("books") == word_stem("book") and word_stem("shaving") == word_stem("shave")
+    assert word_stem("cutting") == word_stem("cut") and word_stem("boxes") == word_stem("box")
+    vocabulary = load_vocabulary()
+    assert correct_word("umbrela", vocabulary) == "umbrella" and correct_word("cap", vocabulary) is None
+    assert correct_word("xylophone", vocabulary) is None  # nothing near it
+
+
+@pytest.mark.parametrize("query, types", [
+    ("something to keep my hands warm", ("gloves",)),
+    ("something to carry my books to school", ("backpack",)),  # the books are carried, not wanted
+    ("to watch the news at home", ("television",)),  # "watch" after "to" is a verb
+    ("to brush my teeth", ("toothbrush",)),  # not a paintbrush
+    ("to tighten a bolt", ("wrench",)),  # not a nut and bolt
+    ("backpack for my laptop", ("backpack",)),  # the laptop is the purpose
+    ("brown teddy bear as a gift", ("teddy bear",)),
+    ("black watch for the office", ("watch",)),
+])
+def test_uses_name_product_types_and_their_words_are_no_products(query, types):
+    assert parse_query(query).product_types == types
+
+
+def test_uses_are_reported_apart_from_named_products():
+    parsed = parse_query("something to keep my neck warm")
+    assert parsed.use_product_types == ("scarf",) and parsed.uses and not parsed.colours
+    named = parse_query("red scarf for a cold neck")
+    assert named.product_types == ("scarf",) and named.colours == ("red",)
+    assert parse_query("green potted plant for my desk").colours == ("green",)
+    assert parse_query("to keep my coffee warm").colours == ()  # "coffee" is brown only as a colour word
 
 
 def test_as_dict_is_json_ready():
@@ -41,10 +79,23 @@ def test_as_dict_is_json_ready():
     assert understood["max_price"] == 40.0 and understood["remainder"] == ""
 
 
-def test_custom_vocabulary_adds_plurals():
-    vocabulary = build_vocabulary({"red": ["scarlet"]}, {"lamp": ["light"]})
+def test_custom_vocabulary_adds_plurals_singulars_and_uses():
+    vocabulary = build_vocabulary({"red": ["scarlet"]}, {"lamp": ["light"], "Watches": []},
+                                  {"lamp": ["read|see dark|night"]}, ["short"])
     parsed = parse_query("two scarlet lights", vocabulary)
     assert parsed.colours == ("red",) and parsed.product_types == ("lamp",) and parsed.remainder == "two"
+    assert parse_query("a watch", vocabulary).product_types == ("Watches",)
+    assert parse_query("to read at night", vocabulary).product_types == ("lamp",)
+
+
+def test_vocabulary_of_another_catalog_comes_from_its_table():
+    catalog = pd.DataFrame({"colour": ["Navy Blue", "red", "Black"], "product_type": ["Backpacks", "Tshirts", "Watches"]})
+    vocabulary = vocabulary_for(catalog)
+    assert set(vocabulary.product_types["backpack"]) == {"Backpacks"}
+    assert parse_query("navy blue backpack", vocabulary).colours == ("Navy Blue",)
+    assert parse_query("scarlet tshirt", vocabulary).colours == ("red",)  # the packaged synonyms of a shared value
+    assert parse_query("black watch", vocabulary).product_types == ("Watches",)
+    assert parse_query("rucksack", vocabulary).product_types == ()  # "backpack"'s synonyms belong to the offline name
 
 
 @pytest.mark.parametrize("name", ["freeform", "validation"])
