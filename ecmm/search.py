@@ -1,24 +1,29 @@
-"""Product search over the shop catalog, and its evaluation.
+"""Product search over the shop catalog.
 
 - :class:`CatalogSearch`: one photo per SKU embedded into an :class:`~ecmm.index.EmbeddingIndex`;
   ``search_text(query, k, mode)`` (``"dense"``: CLIP text->photo; ``"lexical"``: BM25;
   ``"hybrid"``, the default: reciprocal-rank fusion of dense, text->text, BM25 and the query's
   understood attributes, with price limits) and ``search_image(image, k)`` return DataFrames with
   ``sku_id, title, product_type, colour, category, score``; ``understand(query)`` says what the
-  query asks for. :func:`build_catalog_index` is the registry's builder of the photo index
-  (``ecmm.app.load_search`` opens the shop's search with it).
-- :func:`zero_shot_weights` (from :mod:`ecmm.attributes`): a zero-shot classifier from class names
-  and prompt templates (prompt ensembling).
-- :func:`evaluate_retrieval`: text->image (query = title or a paraphrased request) and
-  image->image (query = another photo of the SKU) on one split, with Recall@k / MRR;
-  :func:`request_queries`: paraphrased requests labelled like the free-form query set.
+  query asks for; ``answer(query)`` gives both from one encoding of the query;
+  ``search_records(queries, k, modes)`` answers several queries with one encoder call per model
+  (what a server batching concurrent requests uses).
+- :func:`build_catalog_index`: the registry's builder of the photo index *and* the text side
+  (:mod:`ecmm.text_side`); :meth:`CatalogSearch.from_folder` opens both without re-encoding the
+  catalog.
+- :func:`zero_shot_weights` (from :mod:`ecmm.attributes`) and the evaluation helpers
+  :func:`evaluate_retrieval`, :func:`requests_for`, :func:`request_queries` (from
+  :mod:`ecmm.search_evaluation`).
 
-Gallery convention for evaluation: photo 0 of every SKU of the split; image queries use photo 1.
+A query costs one call of the CLIP text tower and (hybrid) one of the sentence encoder; the rest
+is a ``(1, E) x (E, N)`` product per signal, a sparse BM25 lookup and a rank fusion over ``N``
+rows: microseconds to a millisecond for a catalog of thousands.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,79 +31,41 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecmm.attributes import predict_tags, zero_shot_weights
+from ecmm.attributes import zero_shot_weights
 from ecmm.device import get_device
 from ecmm.hybrid import HybridBlend, reciprocal_rank_fusion
 from ecmm.index import EmbeddingIndex
 from ecmm.lexical import BM25Index
-from ecmm.metrics.retrieval import retrieval_report
 from ecmm.models.clip import embed_images, embed_texts
-from ecmm.query import QueryVocabulary, corrected_query, parse_query
+from ecmm.query import ParsedQuery, QueryVocabulary, corrected_query, parse_query
+from ecmm.search_evaluation import (GALLERY_PHOTO, QUERY_PHOTO, REQUEST_TEMPLATES, evaluate_retrieval,
+                                    request_queries, requests_for)
+from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, bm25_documents, cached_encodings,
+                            catalog_digest, encode_catalog_texts, fitting_text_side, load_text_side, photo_tags,
+                            save_text_side)
 
-__all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "requests_for",
+__all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "EncodedQuery", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
-           "DEFAULT_MODE", "zero_shot_weights", "request_queries", "build_catalog_index"]
+           "DEFAULT_MODE", "zero_shot_weights", "request_queries", "build_catalog_index", "RECIPE_VERSION",
+           "GALLERY_PHOTO", "QUERY_PHOTO"]
 
 RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "score")
 SEARCH_MODES = ("dense", "lexical", "hybrid")  # ways search_text can rank the catalog
 DEFAULT_MODE = "hybrid"  # the best measured mode on the free-form queries (notebook 05)
 MAX_QUERY_CHARACTERS = 200  # longer text queries are refused
-GALLERY_PHOTO, QUERY_PHOTO = 0, 1  # photo positions used as gallery and as customer snapshot
-REQUEST_TEMPLATES = (  # paraphrased customer requests, never used in training
-    "I'm looking for a {colour} {product_type}",
-    "do you sell {product_type}s in {colour}?",
-    "{colour} {product_type} please",
-    "show me a {product_type}, {colour} if possible",
-    "need a new {product_type} in {colour}",
-)
+RECIPE_VERSION = 2  # search_index: 1 = photo index only; 2 = photo index + cached text side
 
 
-def requests_for(catalog: pd.DataFrame, seed: int = 0) -> list[str]:
-    """One paraphrased customer request per catalog row (seeded template choice)."""
-    rng = np.random.default_rng(seed)
-    choice = rng.integers(len(REQUEST_TEMPLATES), size=len(catalog))
-    return [REQUEST_TEMPLATES[c].format(colour=row.colour, product_type=row.product_type)
-            for c, row in zip(choice, catalog.itertuples())]
+@dataclass(frozen=True, eq=False)
+class EncodedQuery:
+    """A text query read once: parsed, expanded, and embedded by the encoders its mode needs."""
 
-
-def evaluate_retrieval(
-    model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame, photos: np.ndarray, split: str,
-    direction: str = "text", queries: str = "title", device: str | torch.device | None = None,
-) -> dict[str, float]:
-    """Retrieval metrics for the SKUs of one split.
-
-    Args:
-        model, preprocess, tokenizer: a CLIP model and its helpers.
-        catalog: shop catalog aligned with ``photos``.
-        photos: uint8 ``(num_skus, photos_per_sku, H, W, 3)``.
-        split: ``"test_colours"``, ``"test_products"``, ``"train"`` or ``"all"``.
-        direction: ``"text"`` (text->image) or ``"image"`` (image->image).
-        queries: for text, ``"title"`` or ``"request"`` (paraphrased).
-        device: where to run; None picks the best available.
-
-    Returns:
-        ``{"R@1", "R@5", "R@10", "MRR", "nDCG@10", "mean_rank", "median_rank"}``.
-    """
-    rows = np.arange(len(catalog)) if split == "all" else np.flatnonzero(catalog["split"].to_numpy() == split)
-    if len(rows) == 0:
-        raise ValueError(f"no SKUs in split {split!r}; use one of {sorted(catalog['split'].unique())} or 'all'")
-    device = get_device(device)
-    gallery = embed_images(model, preprocess, photos[rows, GALLERY_PHOTO], device=device)  # (N, E)
-    if direction == "text":
-        if queries == "title":
-            texts = list(catalog["title"].iloc[rows])
-        elif queries == "request":
-            all_requests = requests_for(catalog)
-            texts = [all_requests[i] for i in rows]
-        else:
-            raise ValueError(f"queries must be 'title' or 'request'; got {queries!r}")
-        query = embed_texts(model, tokenizer, texts, device=device)  # (N, E)
-    elif direction == "image":
-        query = embed_images(model, preprocess, photos[rows, QUERY_PHOTO], device=device)
-    else:
-        raise ValueError(f"direction must be 'text' or 'image'; got {direction!r}")
-    scores = (query @ gallery.T).numpy()  # (N, N)
-    return retrieval_report(scores, np.eye(len(rows), dtype=bool))
+    query: str  # as typed (stripped)
+    mode: str  # the mode it was encoded for
+    parsed: ParsedQuery  # colours, product types, price limits it names
+    expanded: str  # corrected, lower case, plus the understood words: what BM25 and the encoders read
+    clip: torch.Tensor | None  # (1, E) CLIP text tower: of `query` (dense) or `expanded` (hybrid)
+    sentence: torch.Tensor | None  # (1, D) text->text encoder of `expanded` (hybrid, understand)
 
 
 class CatalogSearch:
@@ -119,13 +86,16 @@ class CatalogSearch:
         vocabulary: the query parser's vocabulary; None = the offline shop's.
         text_encoder: texts -> ``(N, D)`` embeddings for the text->text signals (product titles,
             product type names); None = the CLIP text tower.
+        cached: a saved text side (:func:`ecmm.text_side.load_text_side`); None computes it on
+            first use. :meth:`from_folder` passes it after checking it fits.
     """
 
     def __init__(self, model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame,
                  index: EmbeddingIndex, device: str | torch.device | None = None,
                  blend: HybridBlend = HybridBlend(), default_mode: str = DEFAULT_MODE,
                  vocabulary: QueryVocabulary | None = None,
-                 text_encoder: Callable[[list[str]], torch.Tensor] | None = None) -> None:
+                 text_encoder: Callable[[list[str]], torch.Tensor] | None = None,
+                 cached: CachedTextSide | None = None) -> None:
         if default_mode not in SEARCH_MODES:
             raise ValueError(f"default_mode must be one of {SEARCH_MODES}; got {default_mode!r}")
         self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
@@ -134,6 +104,7 @@ class CatalogSearch:
         self.device = get_device(device)
         self.blend, self.default_mode, self.vocabulary = blend, default_mode, vocabulary
         self.text_encoder = text_encoder
+        self.cached = cached
         self._text_side: dict[str, Any] | None = None
 
     @classmethod
@@ -145,88 +116,182 @@ class CatalogSearch:
         index.add(embeddings, ids=np.arange(len(catalog)))
         return cls(model, preprocess, tokenizer, catalog, index, device, **options)
 
+    @classmethod
+    def from_folder(cls, folder: str | Path, model: Any, catalog_table: pd.DataFrame,
+                    device: str | torch.device | None = None,
+                    text_encoder: Callable[[list[str]], torch.Tensor] | None = None,
+                    **options: Any) -> "CatalogSearch":
+        """Open a ``search_index`` folder written by :func:`build_catalog_index`: index and text side.
+
+        The saved text side is used when it was computed for these catalog rows and these
+        encoders (one product type is embedded again and compared: milliseconds); otherwise
+        (an older folder, another model or encoder) the part that does not fit is computed on
+        first use and a line on stderr says so.
+
+        Args:
+            folder: the asset folder (``folder/index`` and the text side files).
+            model: the CLIP model the index was built with (``model.preprocess``, ``model.tokenizer``).
+            catalog_table: the catalog rows the index holds, in index order.
+            device: where queries are embedded.
+            text_encoder: the text->text encoder (None = the CLIP text tower).
+            options: more constructor arguments (``blend``, ``default_mode``, ``vocabulary``).
+
+        Raises:
+            ecmm.artifacts.ArtifactError: the index is missing or damaged.
+        """
+        folder = Path(folder)
+        index = EmbeddingIndex.load(folder / "index")
+        search = cls(model, model.preprocess, model.tokenizer, catalog_table, index, device,
+                     text_encoder=text_encoder, **options)
+        try:
+            cached = load_text_side(folder)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"the saved text side in {folder} does not load ({error}); computing it", file=sys.stderr)
+            cached = None
+        search.cached = fitting_text_side(cached, search.catalog, len(index), search._clip_embeddings, folder)
+        search.text_side()
+        return search
+
     def text_side(self) -> dict[str, Any]:
-        """What text search needs beyond the photo index (built once, on first use).
+        """What text search needs beyond the photo index (loaded or built once, on first use).
 
         Returns:
             ``{"photos" (N, E) photo embeddings by row, "texts" (N, D) title embeddings,
             "tags" DataFrame of predicted colour / product_type per photo, "bm25" BM25Index,
-            "types" list of product types, "type_embeddings" (T, D), "row_types" (N,) type index}``.
+            "types" list of product types, "type_embeddings" (T, D), "row_types" (N,) type index,
+            "colours" list of colours, "row_colours" (N,) colour index, "prices" (N,) float,
+            "records" (N,) JSON-ready result rows without score}``.
         """
         if self._text_side is None:
             order = torch.argsort(self.index.ids)
             photos = self.index.vectors[order]  # (N, E), row i = catalog row i
             types = sorted(self.catalog["product_type"].astype(str).unique())
             colours = sorted(self.catalog["colour"].astype(str).unique())
-            tags = predict_tags(photos, self.model, self.tokenizer, {"colour": colours, "product_type": types},
-                                self.device)
-            documents = [f"{row.title}. {row.description} {tag.colour} {tag.product_type}"
-                         for row, tag in zip(self.catalog.itertuples(), tags.itertuples())]
+            cached = self.cached if self.cached is not None and list(self.cached.types) == types else None
+            tags = cached.tags if cached is not None else photo_tags(photos, self.model, self.tokenizer,
+                                                                     self.catalog, self.device)
+            encoded = cached_encodings(cached, CLIP_ENCODER if self.text_encoder is None else SENTENCE_ENCODER,
+                                       self.encode_texts)
+            if encoded is None:
+                encoded = encode_catalog_texts(lambda texts, prompt: self.encode_texts(texts, prompt=prompt),
+                                               self.catalog, types)
+            columns = list(RESULT_COLUMNS[:-1])
             self._text_side = {
-                "photos": photos, "tags": tags, "bm25": BM25Index(documents), "types": types,
-                "texts": self.encode_texts(list(self.catalog["title"])),
-                "type_embeddings": self.encode_texts(types, prompt="a photo of a {}"),
+                "photos": photos, "tags": tags, "bm25": BM25Index(bm25_documents(self.catalog, tags)),
+                "types": types, "texts": encoded["texts"], "type_embeddings": encoded["type_embeddings"],
                 "row_types": np.searchsorted(types, self.catalog["product_type"].astype(str).to_numpy()),
+                "colours": colours,
+                "row_colours": np.searchsorted(colours, self.catalog["colour"].astype(str).to_numpy()),
+                "prices": self.catalog["price"].to_numpy(dtype=np.float64),
+                "records": [{key: str(value) for key, value in row.items()}
+                            for row in self.catalog[columns].to_dict("records")],
             }
         return self._text_side
 
-    def understand(self, query: str, nearest: int = 3) -> dict:
-        """The constraints a query names, plus the text tower's nearest product types.
+    def saved_text_side(self) -> CachedTextSide:
+        """The text side as :func:`ecmm.text_side.save_text_side` writes it (under this search's encoders)."""
+        side = self.text_side()
+        key = CLIP_ENCODER if self.text_encoder is None else SENTENCE_ENCODER
+        embeddings = {key: {"texts": side["texts"], "type_embeddings": side["type_embeddings"]}}
+        if key != CLIP_ENCODER:
+            embeddings[CLIP_ENCODER] = encode_catalog_texts(
+                lambda texts, prompt: self._clip_embeddings([prompt.format(text) for text in texts]),
+                self.catalog, side["types"])
+        return CachedTextSide(catalog_digest(self.catalog), tuple(side["types"]), side["tags"], embeddings, {})
+
+    def encode_queries(self, queries: Sequence[str], modes: Sequence[str | None] | str | None = None,
+                       understand: bool = False) -> list[EncodedQuery]:
+        """Read and embed several queries: one call per encoder for all of them.
+
+        Args:
+            queries: ``B`` queries as typed.
+            modes: one mode for all, or one per query (None = ``default_mode``).
+            understand: also embed the expanded query for :meth:`understand` in every mode.
+
+        Returns:
+            ``B`` :class:`EncodedQuery`.
+
+        Raises:
+            ValueError: a query is empty or too long, or a mode is unknown.
+        """
+        checked = [self._checked(query) for query in queries]
+        modes = [self._mode(modes if modes is None or isinstance(modes, str) else modes[i])
+                 for i in range(len(checked))]
+        parsed = [parse_query(query, self.vocabulary) for query in checked]
+        expanded = [" ".join([corrected_query(query, reading), *reading.colours, *reading.product_types])
+                    for query, reading in zip(checked, parsed)]
+        clip_rows = {i: (checked[i] if mode == "dense" else expanded[i])
+                     for i, mode in enumerate(modes) if mode in ("dense", "hybrid")}
+        sentence_rows = [i for i, mode in enumerate(modes) if mode == "hybrid" or understand]
+        clip = self._clip_embeddings(list(clip_rows.values())) if clip_rows else None  # (B1, E)
+        sentence = self.encode_texts([expanded[i] for i in sentence_rows]) if sentence_rows else None  # (B2, D)
+        clip_at = {row: position for position, row in enumerate(clip_rows)}
+        sentence_at = {row: position for position, row in enumerate(sentence_rows)}
+        return [EncodedQuery(checked[i], modes[i], parsed[i], expanded[i],
+                             clip[clip_at[i]:clip_at[i] + 1] if i in clip_at else None,
+                             sentence[sentence_at[i]:sentence_at[i] + 1] if i in sentence_at else None)
+                for i in range(len(checked))]
+
+    def understand(self, query: str | EncodedQuery, nearest: int = 3) -> dict:
+        """The constraints a query names, plus the text encoder's nearest product types.
+
+        The nearest types are read from the expanded query (corrected, with the understood words),
+        the same text hybrid search embeds, so :meth:`answer` needs one encoding for both.
 
         Returns:
             ``{"colours": [...], "product_types": [...], "max_price": float | None, "min_price": ...,
             "corrections": {typo: word}, "remainder": str, "nearest_product_types": [{"product_type", "score"}]}``.
         """
-        understood = parse_query(self._checked(query), self.vocabulary).as_dict()
+        encoded = query if isinstance(query, EncodedQuery) and query.sentence is not None \
+            else self.encode_queries([query.query if isinstance(query, EncodedQuery) else query], "lexical",
+                                     understand=True)[0]  # "lexical": no CLIP embedding needed
+        understood = encoded.parsed.as_dict()
         side = self.text_side()
-        similarity = (self.encode_texts([query]) @ side["type_embeddings"].T)[0]  # (T,)
+        similarity = (encoded.sentence @ side["type_embeddings"].T)[0]  # (T,)
         top = torch.topk(similarity, min(nearest, len(side["types"])))
         understood["nearest_product_types"] = [{"product_type": side["types"][i], "score": round(float(v), 4)}
                                                for v, i in zip(top.values.tolist(), top.indices.tolist())]
         return understood
 
-    def signals(self, query: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def signals(self, query: str | EncodedQuery) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Every signal's scores for a text query, and which rows break a price limit it names.
 
         Returns:
             ``({signal: (N,) scores, NaN = not retrieved}, (N,) bool outside the price range)``.
         """
-        query = self._checked(query)
-        side = self.text_side()
-        parsed = parse_query(query, self.vocabulary)
-        query = " ".join([corrected_query(query, parsed), *parsed.colours, *parsed.product_types])  # + understood words
-        embedding = embed_texts(self.model, self.tokenizer, [query], device=self.device)  # (1, E)
-        dense_image = (embedding @ side["photos"].T.to(embedding.device))[0].cpu().numpy()  # (N,)
-        lexical = side["bm25"].scores(query)  # (N,)
-        matches = (2.0 * self.catalog["product_type"].isin(parsed.product_types).to_numpy()
-                   + self.catalog["colour"].isin(parsed.colours).to_numpy())  # (N,) attribute matches
-        text_embedding = self.encode_texts([query])  # (1, D)
+        encoded = query if isinstance(query, EncodedQuery) and query.mode == "hybrid" \
+            else self.encode_queries([query.query if isinstance(query, EncodedQuery) else query], "hybrid")[0]
+        side, parsed = self.text_side(), encoded.parsed
+        dense_image = (encoded.clip @ side["photos"].T.to(encoded.clip.device))[0].cpu().numpy()  # (N,)
+        type_rows = [i for i, name in enumerate(side["types"]) if name in parsed.product_types]
+        colour_rows = [i for i, name in enumerate(side["colours"]) if name in parsed.colours]
+        matches = (2.0 * np.isin(side["row_types"], type_rows) + np.isin(side["row_colours"], colour_rows))  # (N,)
         signals = {
             "dense_image": dense_image,
-            "dense_text": (text_embedding @ side["texts"].T)[0].numpy(),
-            "nearest_types": (text_embedding @ side["type_embeddings"].T)[0].numpy()[side["row_types"]]
+            "dense_text": (encoded.sentence @ side["texts"].T)[0].numpy(),
+            "nearest_types": (encoded.sentence @ side["type_embeddings"].T)[0].numpy()[side["row_types"]]
                              + 1e-3 * dense_image,
-            "lexical": lexical,
+            "lexical": side["bm25"].scores(encoded.expanded),
             "attributes": np.where(matches > 0, matches + 1e-3 * dense_image, np.nan),
         }
-        price = self.catalog["price"].to_numpy(dtype=np.float64)
+        price = side["prices"]
         outside = (price > (np.inf if parsed.max_price is None else parsed.max_price)) | \
                   (price < (-np.inf if parsed.min_price is None else parsed.min_price))
         return signals, outside
 
-    def scores(self, query: str, mode: str | None = None) -> np.ndarray:
+    def scores(self, query: str | EncodedQuery, mode: str | None = None) -> np.ndarray:
         """Score of every catalog row for a text query (higher is better).
 
         Returns:
             ``(N,)`` float array aligned with ``self.catalog``.
         """
-        mode = self._mode(mode)
-        if mode == "dense":  # the query as typed, CLIP text->photo only
-            embedding = embed_texts(self.model, self.tokenizer, [self._checked(query)], device=self.device)
-            return (embedding @ self.text_side()["photos"].T.to(embedding.device))[0].cpu().numpy()
-        signals, outside = self.signals(query)
-        if mode == "lexical":
-            return signals["lexical"]
+        encoded = query if isinstance(query, EncodedQuery) and query.mode == self._mode(mode) \
+            else self.encode_queries([query.query if isinstance(query, EncodedQuery) else query], mode)[0]
+        if encoded.mode == "dense":  # the query as typed, CLIP text->photo only
+            return (encoded.clip @ self.text_side()["photos"].T.to(encoded.clip.device))[0].cpu().numpy()
+        if encoded.mode == "lexical":
+            return self.text_side()["bm25"].scores(encoded.expanded)
+        signals, outside = self.signals(encoded)
         signals["lexical"] = np.where(signals["lexical"] > 0, signals["lexical"], np.nan)
         fused = reciprocal_rank_fusion(signals, self.blend.weights(), self.blend.rrf_k)
         if self.blend.price_filter:
@@ -241,9 +306,38 @@ class CatalogSearch:
             k: number of results.
             mode: ``"dense"``, ``"lexical"`` or ``"hybrid"``; None = ``self.default_mode``.
         """
-        scores = self.scores(query, mode)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return self._results(torch.from_numpy(scores[top])[None], torch.from_numpy(top)[None])
+        top, scores = self._top(self.scores(query, mode), k)
+        return self._results(torch.from_numpy(scores)[None], torch.from_numpy(top)[None])
+
+    def answer(self, query: str, k: int = 10, mode: str | None = None) -> tuple[pd.DataFrame, dict]:
+        """``(search_text(query, k, mode), understand(query))`` from one encoding of the query."""
+        encoded = self.encode_queries([query], mode, understand=True)[0]
+        top, scores = self._top(self.scores(encoded, mode), k)
+        return self._results(torch.from_numpy(scores)[None], torch.from_numpy(top)[None]), self.understand(encoded)
+
+    def search_records(self, queries: Sequence[str], k: int | Sequence[int] = 10,
+                       modes: Sequence[str | None] | str | None = None) -> list[list[dict]]:
+        """Top-``k`` results of several queries as JSON-ready dicts (one encoder call per model).
+
+        Each query's results equal ``results_to_records(search_text(query, k, mode))`` up to the
+        encoders' batching (padding can move an embedding by ~1e-7).
+
+        Args:
+            queries: ``B`` queries as typed.
+            k: results per query, one for all or one per query.
+            modes: one mode for all or one per query (None = ``default_mode``).
+
+        Returns:
+            ``B`` lists of dicts with ``RESULT_COLUMNS``.
+        """
+        side = self.text_side()
+        counts = [k] * len(queries) if isinstance(k, int) else list(k)
+        answers = []
+        for encoded, count in zip(self.encode_queries(queries, modes), counts):
+            top, scores = self._top(self.scores(encoded, encoded.mode), count)
+            answers.append([{**side["records"][row], "score": round(float(score), 4)}
+                            for row, score in zip(top.tolist(), scores.round(4).tolist())])
+        return answers
 
     def search_image(self, image: Any, k: int = 10) -> pd.DataFrame:
         """Top-``k`` SKUs for a photo (uint8 ``(H, W, 3)`` array or PIL image)."""
@@ -268,14 +362,24 @@ class CatalogSearch:
             ``N`` strings -> ``(N, D)``.
         """
         if self.text_encoder is None:
-            return embed_texts(self.model, self.tokenizer, [prompt.format(t) for t in texts], device=self.device)
+            return self._clip_embeddings([prompt.format(t) for t in texts])
         return torch.nn.functional.normalize(torch.as_tensor(self.text_encoder(list(texts))).float().cpu(), dim=-1)
+
+    def _clip_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """``N`` texts -> ``(N, E)`` normalised CLIP text-tower embeddings on the CPU."""
+        return embed_texts(self.model, self.tokenizer, texts, device=self.device)
 
     def _mode(self, mode: str | None) -> str:
         mode = self.default_mode if mode is None else mode
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {SEARCH_MODES}; got {mode!r}")
         return mode
+
+    @staticmethod
+    def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the ``k`` best scores (ties keep catalog order) and their scores."""
+        top = np.argsort(-scores, kind="stable")[:k]
+        return top, scores[top]
 
     @staticmethod
     def _checked(query: str) -> str:
@@ -291,43 +395,56 @@ class CatalogSearch:
         frame["score"] = scores[0].numpy().round(4)
         return frame
 
-def build_catalog_index(folder: Path, model: Any, progress: bool = True) -> None:
-    """The registry's builder: index photo 0 of every offline SKU with ``model`` into ``folder``.
+
+def build_catalog_index(folder: Path, model: Any, progress: bool = True, *, source: Any = None,
+                        text_encoder: Callable[[list[str]], torch.Tensor] | None = None) -> None:
+    """The registry's builder: the photo index and the text side of a catalog, into ``folder``.
+
+    Photo 0 of every SKU is embedded in batches straight from the source's lazy photos (never all
+    in memory); then the text side (:mod:`ecmm.text_side`: title and type embeddings under the
+    CLIP text tower and the sentence encoder, the photos' zero-shot tags) is computed once and
+    saved beside the index, so :meth:`CatalogSearch.from_folder` does no catalog encoding.
 
     Args:
-        folder: where the index is written (``folder/index``, through ``EmbeddingIndex.save``).
-        model: a CLIP model (its ``preprocess`` embeds the photos).
+        folder: where the asset is written (``folder/index`` and the text side files).
+        model: a CLIP model (its ``preprocess`` embeds the photos, ``tokenizer`` the texts).
         progress: print a line on stderr when indexing starts.
+        source: a :class:`ecmm.data.catalogs.CatalogSource`; None = ``open_catalog()``.
+        text_encoder: the sentence encoder of the text->text signals; None = all-MiniLM-L6-v2.
     """
     from ecmm.artifacts import write_artifact
-    from ecmm.data import load_catalog, load_photos
+    from ecmm.data.catalogs import open_catalog
 
-    catalog = load_catalog("offline")
+    source = open_catalog() if source is None else source
+    catalog = source.table().reset_index(drop=True)
     if progress:
-        print(f"indexing {len(catalog)} catalog photos into {folder}", file=sys.stderr)
-    embeddings = embed_images(model, model.preprocess, load_photos("offline")[:, GALLERY_PHOTO])
+        print(f"indexing {len(catalog)} catalog photos and their text into {folder}", file=sys.stderr)
+    embeddings = embed_images(model, source.photos().view(GALLERY_PHOTO))  # (N, E), batched
     index = EmbeddingIndex(embeddings.shape[1])
     index.add(embeddings, ids=np.arange(len(catalog)))
-    write_artifact(folder, lambda temporary: index.save(temporary / "index"),
-                   {"asset": "search_index", "recipe": {"photo": GALLERY_PHOTO, "backend": index.backend},
-                    "data": {"catalog": "offline", "rows": len(catalog)}})
+    encoder_name = "given"
+    if text_encoder is None:
+        from ecmm.models.text import OFFLINE_TEXT_MODEL, load_text_encoder
+
+        text_encoder, encoder_name = load_text_encoder().encode, OFFLINE_TEXT_MODEL
+    search = CatalogSearch(model, model.preprocess, model.tokenizer, catalog, index, text_encoder=text_encoder)
+    side = search.saved_text_side()
+    side = CachedTextSide(side.digest, side.types, side.tags, side.embeddings,
+                          {CLIP_ENCODER: "the model's text tower", SENTENCE_ENCODER: encoder_name})
+
+    def write_files(temporary: Path) -> None:
+        index.save(temporary / "index")
+        save_text_side(temporary, side)
+
+    write_artifact(folder, write_files,
+                   {"asset": "search_index",
+                    "recipe": {"version": RECIPE_VERSION, "photo": GALLERY_PHOTO, "backend": index.backend,
+                               "text_side": dict(side.encoder_names)},
+                    "data": {"catalog": source.name, "fingerprint": getattr(source, "fingerprint", None),
+                             "rows": len(catalog), "digest": side.digest}})
 
 
 def results_to_records(frame: pd.DataFrame) -> list[dict]:
     """Search results as a list of plain dicts (JSON-ready)."""
     return [{key: (round(float(value), 4) if key == "score" else str(value)) for key, value in row.items()}
             for row in frame[list(RESULT_COLUMNS)].to_dict("records")]
-
-
-
-def request_queries(catalog: pd.DataFrame, split: str = "test_colours", count: int = 100, seed: int = 0) -> list[dict]:
-    """The kit's paraphrased requests for ``count`` SKUs of one split, labelled like the free-form set.
-
-    Returns:
-        Dicts with ``query``, ``kind="request"``, ``product_types`` and ``colours`` of the SKU.
-    """
-    rows = np.flatnonzero(catalog["split"].to_numpy() == split)
-    rows = np.random.default_rng(seed).permutation(rows)[:count]
-    requests = requests_for(catalog, seed)
-    return [{"query": requests[i], "kind": "request", "product_types": [catalog["product_type"].iloc[i]],
-             "colours": [catalog["colour"].iloc[i]]} for i in sorted(rows)]

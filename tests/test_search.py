@@ -142,7 +142,133 @@ def test_build_catalog_index_writes_a_loadable_index(tmp_path):
     from ecmm.index import EmbeddingIndex
     from ecmm.search import build_catalog_index
 
-    build_catalog_index(tmp_path / "search_index", FakeClip(), progress=False)
+    build_catalog_index(tmp_path / "search_index", FakeClip(), progress=False, text_encoder=CountingEncoder())
     card = read_card(tmp_path / "search_index")
     index = EmbeddingIndex.load(tmp_path / "search_index" / "index")
     assert card["asset"] == "search_index" and len(index) == card["data"]["rows"] > 0
+    assert card["recipe"]["version"] == 2 and set(card["files"]) >= {"text_side.json", "text_side.safetensors"}
+
+
+# --- the cached text side and one encoding per query ---------------------------------------------
+
+class TinySource:
+    """A catalog source over the four-row catalog above (what build_catalog_index reads)."""
+
+    name, fingerprint = "tiny", "0" * 16
+
+    def __init__(self, catalog=CATALOG):
+        self.catalog = catalog
+
+    def table(self):
+        return self.catalog.copy()
+
+    def photos(self):
+        from ecmm.data.catalogs import ArrayPhotos
+
+        return ArrayPhotos(photos()[:len(self.catalog)])
+
+
+class CountingEncoder:
+    """A bag-of-words sentence encoder that counts its calls and the texts it embeds."""
+
+    def __init__(self):
+        self.calls, self.texts = 0, 0
+
+    def __call__(self, texts):
+        self.calls, self.texts = self.calls + 1, self.texts + len(texts)
+        return FakeClip().tokenizer(texts) * torch.arange(1.0, len(WORDS) + 1)  # another space than CLIP's
+
+
+class CountingClip(FakeClip):
+    """FakeClip counting calls of its text tower."""
+
+    def __init__(self):
+        super().__init__()
+        self.text_calls = 0
+
+    def encode_text(self, tokens, normalize=True):
+        self.text_calls += 1
+        return super().encode_text(tokens, normalize)
+
+
+QUERIES = ["red necktie", "blue bakcpack under 30", "warm neck", "backpack over 30", "scarf"]
+
+
+def _rankings(search):
+    return {(query, mode): search.search_text(query, k=4, mode=mode).sku_id.tolist()
+            for query in QUERIES for mode in SEARCH_MODES}
+
+
+def test_a_cached_text_side_ranks_like_a_recomputed_one_without_encoding_the_catalog(tmp_path):
+    from ecmm.search import build_catalog_index
+    from ecmm.text_side import TEXT_SIDE_TABLE, TEXT_SIDE_TENSORS
+
+    model, encoder = CountingClip(), CountingEncoder()
+    build_catalog_index(tmp_path / "search_index", model, progress=False, source=TinySource(), text_encoder=encoder)
+    assert (tmp_path / "search_index" / TEXT_SIDE_TENSORS).is_file()
+    assert (tmp_path / "search_index" / TEXT_SIDE_TABLE).is_file()
+    recomputed = CatalogSearch.build(model, model.preprocess, model.tokenizer, CATALOG, photos(), device="cpu",
+                                     text_encoder=encoder)
+    model.text_calls, encoder.calls, encoder.texts = 0, 0, 0
+    cached = CatalogSearch.from_folder(tmp_path / "search_index", model, CATALOG, device="cpu", text_encoder=encoder)
+    assert cached.cached is not None
+    assert model.text_calls == 1 and encoder.texts == 1  # one product type re-embedded to check each encoder
+    assert _rankings(cached) == _rankings(recomputed)
+    assert cached.understand("warm neck") == recomputed.understand("warm neck")
+    for name in ("texts", "type_embeddings", "photos"):
+        torch.testing.assert_close(cached.text_side()[name], recomputed.text_side()[name], rtol=0, atol=0)
+    clip_only = CatalogSearch.from_folder(tmp_path / "search_index", model, CATALOG, device="cpu")  # saved too
+    assert clip_only.cached is not None
+    assert _rankings(clip_only) == _rankings(CatalogSearch.build(model, model.preprocess, model.tokenizer, CATALOG,
+                                                                 photos(), device="cpu"))
+
+
+def test_a_text_side_that_does_not_fit_is_computed_again(tmp_path, capsys):
+    from ecmm.search import build_catalog_index
+    from ecmm.text_side import TEXT_SIDE_TENSORS
+
+    model, encoder = FakeClip(), CountingEncoder()
+    build_catalog_index(tmp_path / "index", model, progress=False, source=TinySource(), text_encoder=encoder)
+    renamed = CATALOG.assign(title=["Red backpack", "Blue backpack", "Red tie", "Blue scarf"])
+    other = CatalogSearch.from_folder(tmp_path / "index", model, renamed, device="cpu", text_encoder=encoder)
+    assert other.cached is None and "another catalog" in capsys.readouterr().err
+    different = CatalogSearch.from_folder(tmp_path / "index", model, CATALOG, device="cpu",
+                                          text_encoder=lambda texts: FakeClip().tokenizer(texts))
+    assert "another text encoder" in capsys.readouterr().err
+    assert different.search_text("warm neck", k=1).title[0] == "Blue scarf"
+    (tmp_path / "index" / TEXT_SIDE_TENSORS).unlink()  # an index folder from before the text side was saved
+    from ecmm.index import EmbeddingIndex
+
+    older = tmp_path / "older"
+    EmbeddingIndex.load(tmp_path / "index" / "index").save(older / "index")
+    reopened = CatalogSearch.from_folder(older, model, CATALOG, device="cpu", text_encoder=encoder)
+    assert reopened.cached is None and reopened.search_text("red necktie").title[0] == "Red necktie"
+
+
+def test_a_hybrid_answer_encodes_the_query_once_per_model():
+    model, encoder = CountingClip(), CountingEncoder()
+    search = CatalogSearch.build(model, model.preprocess, model.tokenizer, CATALOG, photos(), device="cpu",
+                                 text_encoder=encoder)
+    search.text_side()
+    model.text_calls, encoder.calls = 0, 0
+    results, understood = search.answer("blue bakcpack under 30", k=2)
+    assert (model.text_calls, encoder.calls) == (1, 1)
+    assert results.title.tolist() == search.search_text("blue bakcpack under 30", k=2).title.tolist()
+    assert understood == search.understand("blue bakcpack under 30")
+    model.text_calls, encoder.calls = 0, 0
+    search.search_text("red necktie")
+    assert (model.text_calls, encoder.calls) == (1, 1)
+    search.search_text("red necktie", mode="lexical")
+    assert (model.text_calls, encoder.calls) == (1, 1)  # BM25 needs no model
+
+
+def test_search_records_batch_several_queries_into_one_call_per_encoder(search):
+    modes = ["hybrid", "dense", "lexical", None, "hybrid"]
+    expected = [results_to_records(search.search_text(query, k=k, mode=mode))
+                for query, k, mode in zip(QUERIES, [1, 2, 3, 4, 2], modes)]
+    counting = CountingClip()
+    search.model = counting
+    assert search.search_records(QUERIES, [1, 2, 3, 4, 2], modes) == expected
+    assert counting.text_calls == 2  # text->photo and text->text (the CLIP tower here), not one per query
+    with pytest.raises(ValueError, match="empty"):
+        search.search_records(["red", " "])

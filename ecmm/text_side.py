@@ -1,0 +1,186 @@
+"""The text side of catalog search: what text queries need beyond the photo index.
+
+Hybrid search ranks the catalog with signals that need the catalog's text encoded once: title
+embeddings and product-type embeddings (under the CLIP text tower and under a separate sentence
+encoder such as MiniLM), and zero-shot colour / product-type tags of every photo (for the BM25
+documents). Encoding 1,310 titles and tagging 1,310 photos takes seconds on a CPU, so
+:func:`ecmm.search.build_catalog_index` computes them once and saves them beside the index:
+
+- ``text_side.safetensors``: ``<encoder>.texts`` ``(N, D)`` and ``<encoder>.type_embeddings``
+  ``(T, D)`` for each encoder (``"clip"``: the CLIP text tower; ``"text_encoder"``: the
+  sentence encoder);
+- ``text_side.json``: the catalog's digest, the product types, the photo tags and the names of
+  the encoders.
+
+:func:`load_text_side` reads them back; the BM25 state is rebuilt from the saved documents'
+parts (a sparse count matrix: milliseconds, no model). :func:`catalog_digest` fingerprints the
+catalog rows the files were computed for, so a cache of another catalog is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["TEXT_SIDE_TENSORS", "TEXT_SIDE_TABLE", "CLIP_ENCODER", "SENTENCE_ENCODER", "TYPE_PROMPT",
+           "CachedTextSide", "catalog_digest", "photo_tags", "bm25_documents", "encode_catalog_texts",
+           "save_text_side", "load_text_side", "same_embedding", "fitting_text_side", "cached_encodings"]
+
+TEXT_SIDE_TENSORS = "text_side.safetensors"  # title and product-type embeddings per encoder
+TEXT_SIDE_TABLE = "text_side.json"  # digest, product types, photo tags, encoder names
+CLIP_ENCODER = "clip"  # embeddings by the CLIP text tower (text_encoder=None)
+SENTENCE_ENCODER = "text_encoder"  # embeddings by the separate sentence encoder (MiniLM)
+TYPE_PROMPT = "a photo of a {}"  # how the CLIP text tower reads a product type name
+DIGEST_COLUMNS = ("sku_id", "title", "description", "product_type", "colour")
+AGREEMENT = 1e-4  # largest difference between a cached embedding and a fresh one of the same text
+
+
+@dataclass(frozen=True)
+class CachedTextSide:
+    """The saved text side of one catalog under one CLIP model."""
+
+    digest: str  # catalog_digest of the rows it was computed for
+    types: tuple[str, ...]  # sorted product types (T)
+    tags: pd.DataFrame  # (N, 2): predicted colour and product_type of every photo
+    embeddings: Mapping[str, Mapping[str, torch.Tensor]]  # encoder -> {"texts" (N, D), "type_embeddings" (T, D)}
+    encoder_names: Mapping[str, str]  # encoder -> what made the embeddings, for people
+
+
+def catalog_digest(catalog: pd.DataFrame) -> str:
+    """16 hex digits that change when any row's id, title, description, type or colour changes."""
+    digest = hashlib.sha256()
+    for column in DIGEST_COLUMNS:
+        digest.update("\x1f".join(catalog[column].astype(str)).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:16]
+
+
+def photo_tags(photo_embeddings: torch.Tensor, model: Any, tokenizer: Any, catalog: pd.DataFrame,
+               device: Any = None) -> pd.DataFrame:
+    """Zero-shot colour and product type of every photo, among the catalog's own values.
+
+    Shapes:
+        ``(N, E)`` photo embeddings -> DataFrame of ``N`` rows (``colour``, ``product_type``).
+    """
+    from ecmm.attributes import predict_tags
+
+    values = {"colour": sorted(catalog["colour"].astype(str).unique()),
+              "product_type": sorted(catalog["product_type"].astype(str).unique())}
+    return predict_tags(photo_embeddings, model, tokenizer, values, device)
+
+
+def bm25_documents(catalog: pd.DataFrame, tags: pd.DataFrame) -> list[str]:
+    """One BM25 document per row: title, description and the photo's predicted tags."""
+    return [f"{row.title}. {row.description} {tag.colour} {tag.product_type}"
+            for row, tag in zip(catalog.itertuples(), tags.itertuples())]
+
+
+def encode_catalog_texts(encode: Callable[[list[str], str], torch.Tensor], catalog: pd.DataFrame,
+                         types: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Title and product-type embeddings by one encoder.
+
+    Args:
+        encode: ``encode(texts, prompt) -> (n, D)`` normalised embeddings
+            (:meth:`ecmm.search.CatalogSearch.encode_texts`).
+        catalog: ``N`` rows with a ``title`` column.
+        types: ``T`` product type names.
+
+    Returns:
+        ``{"texts": (N, D), "type_embeddings": (T, D)}``, float32 on the CPU.
+    """
+    return {"texts": encode(list(catalog["title"].astype(str)), "{}").float().cpu().contiguous(),
+            "type_embeddings": encode(list(types), TYPE_PROMPT).float().cpu().contiguous()}
+
+
+def save_text_side(folder: str | Path, side: CachedTextSide) -> None:
+    """Write ``text_side.safetensors`` and ``text_side.json`` into ``folder`` (an artefact's staging folder)."""
+    folder = Path(folder)
+    tensors = {f"{encoder}.{name}": tensor.contiguous()
+               for encoder, parts in side.embeddings.items() for name, tensor in parts.items()}
+    save_file(tensors, str(folder / TEXT_SIDE_TENSORS))
+    table = {"digest": side.digest, "types": list(side.types), "encoders": dict(side.encoder_names),
+             "tags": {column: side.tags[column].astype(str).tolist() for column in side.tags.columns}}
+    (folder / TEXT_SIDE_TABLE).write_text(json.dumps(table, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_text_side(folder: str | Path) -> CachedTextSide | None:
+    """The text side saved in ``folder``, or None when the folder has none (an older index).
+
+    The files' sha256 are checked by the artefact's card (:func:`ecmm.artifacts.read_card`)
+    before this is called; here only their shapes are checked.
+
+    Raises:
+        ValueError: the files are there but do not describe a text side.
+    """
+    folder = Path(folder)
+    if not (folder / TEXT_SIDE_TENSORS).is_file() or not (folder / TEXT_SIDE_TABLE).is_file():
+        return None
+    table = json.loads((folder / TEXT_SIDE_TABLE).read_text(encoding="utf-8"))
+    tensors = load_file(str(folder / TEXT_SIDE_TENSORS))
+    embeddings: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        encoder, _, name = key.partition(".")
+        embeddings.setdefault(encoder, {})[name] = tensor
+    tags = pd.DataFrame(table["tags"])
+    types = tuple(table["types"])
+    for encoder, parts in embeddings.items():
+        if set(parts) != {"texts", "type_embeddings"} or parts["texts"].shape[0] != len(tags) \
+                or parts["type_embeddings"].shape[0] != len(types):
+            raise ValueError(f"{TEXT_SIDE_TENSORS} in {folder} does not match {TEXT_SIDE_TABLE} ({encoder})")
+    return CachedTextSide(str(table["digest"]), types, tags, embeddings, dict(table.get("encoders", {})))
+
+
+def same_embedding(cached: torch.Tensor, fresh: torch.Tensor) -> bool:
+    """Whether a cached ``(D,)`` embedding and a freshly computed one of the same text agree."""
+    fresh = fresh.reshape(-1).float().cpu()
+    return cached.shape == fresh.shape and float((cached.float() - fresh).abs().max()) <= AGREEMENT
+
+
+def fitting_text_side(cached: CachedTextSide | None, catalog: pd.DataFrame, index_size: int,
+                      clip_encode: Callable[[list[str]], torch.Tensor], folder: Path) -> CachedTextSide | None:
+    """``cached`` if it was computed for these catalog rows and this CLIP model, else None.
+
+    The model is checked by embedding one product type prompt again with ``clip_encode`` (texts
+    -> ``(n, E)``) and comparing it with the saved one. A line on stderr says why a cache is set
+    aside.
+    """
+    if cached is None:
+        return None
+    clip = cached.embeddings.get(CLIP_ENCODER)
+    if cached.digest != catalog_digest(catalog) or index_size != len(catalog):
+        reason = "another catalog"
+    elif clip is None or not same_embedding(clip["type_embeddings"][0], clip_encode([TYPE_PROMPT.format(cached.types[0])])):
+        reason = "another CLIP model"
+    else:
+        return cached
+    print(f"the text side saved in {folder} was computed for {reason}; computing it again", file=sys.stderr)
+    return None
+
+
+def cached_encodings(cached: CachedTextSide | None, encoder: str,
+                     encode: Callable[..., torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The saved title and type embeddings of ``encoder`` if ``encode`` still makes them, else None.
+
+    Args:
+        cached: the saved text side (None: nothing saved).
+        encoder: :data:`CLIP_ENCODER` or :data:`SENTENCE_ENCODER`.
+        encode: ``encode(texts, prompt=...) -> (n, D)``, the search's text->text encoder; one
+            product type is embedded again and compared.
+    """
+    if cached is None:
+        return None
+    parts = cached.embeddings.get(encoder)
+    if parts is None or not same_embedding(parts["type_embeddings"][0], encode([cached.types[0]], prompt=TYPE_PROMPT)):
+        print("the saved title embeddings were made by another text encoder; encoding the titles again",
+              file=sys.stderr)
+        return None
+    return dict(parts)
