@@ -78,3 +78,21 @@ def tiny_open_clip(tmp_path_factory):
     save_file({key: value.contiguous() for key, value in reference.state_dict().items()}, str(checkpoint))
     model, _, _ = create_clip_model(TINY_OPEN_CLIP, pretrained=str(checkpoint), device="cpu")
     return model, checkpoint
+
+
+@pytest.fixture(scope="session")
+def hub_shard(tmp_path_factory):
+    """A 300-row parquet shard in the hub data set's exact schema (PNG images); returns its path."""
+    from catalog_fixtures import write_hub_shard
+
+    return write_hub_shard(tmp_path_factory.mktemp("hub_shard") / "train-00000-of-00001.parquet", rows=300)
+
+
+@pytest.fixture(scope="session")
+def folder_catalog(tmp_path_factory):
+    """A 60-product folder catalog (catalog.csv and JPEG images, no interactions.csv: shoppers are
+    simulated); returns the CSV path. ``catalog_fixtures.write_folder_catalog(..., interactions=True)``
+    adds an event log."""
+    from catalog_fixtures import write_folder_catalog
+
+    return write_folder_catalog(tmp_path_factory.mktemp("folder_catalog"), rows=60)
