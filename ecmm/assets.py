@@ -10,12 +10,26 @@ An asset is ``ok``, ``missing``, ``damaged`` (a file or the card does not match)
 :func:`ensure_asset` builds what is not ``ok`` into a temporary folder and swaps it in only
 when it is complete, so an interrupted or forced rebuild never loses a good asset.
 Builders are imported only when one is run, so that ``ecmm info`` stays fast.
+
+Assets built from the shop's catalog and model (the fine-tuned model, the search index, the
+recommender's embeddings and the fitted recommender) are *scoped*: each (catalog, model) pair
+has its own folder, ``ECMM_HOME/<catalog_scope(source, model)>/assets/...``
+(:func:`ecmm.data.catalogs.catalog_scope`; ``""`` for the offline shop with ``ecmm-clip``, the
+default layout). The active pair is :func:`active_shop`: the one set by :func:`using_shop`, else
+``open_catalog()`` and ``model_spec()`` (``ECMM_CATALOG``, ``ECMM_PROFILE``, ``ECMM_MODEL``).
+Builders of scoped assets receive ``source=`` (and the fine-tuned model's builder ``model=``, the
+model spec). The ``catalog`` dependency stands for the active source: its fingerprint in
+``built_from`` is ``source.fingerprint``, and only a source cached as the registry's ``catalog``
+asset (the offline shop) builds it; the kit's pretrained ``clip`` is built only for ``ecmm-clip``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -27,9 +41,9 @@ from ecmm.artifacts import (CARD_NAME, ArtifactError, artifact_status, card_fing
                             file_table, read_card, replace_folder)
 from ecmm.config import get_settings, write_json
 
-__all__ = ["Asset", "AssetStatus", "ASSETS", "STATUSES", "MissingBuilderError", "asset_dir", "asset_card",
-           "get_asset", "builder_available", "asset_status", "check_assets", "ensure_asset", "repair_assets",
-           "override_builders"]
+__all__ = ["Asset", "AssetStatus", "ASSETS", "STATUSES", "MissingBuilderError", "Shop", "active_shop",
+           "using_shop", "asset_dir", "asset_card", "get_asset", "asset_in_use", "builder_available", "asset_status",
+           "check_assets", "ensure_asset", "repair_assets", "override_builders"]
 
 STATUSES = ("ok", "missing", "damaged", "outdated")
 LEGACY = "card from an older kit, without checksums"  # outdated, still loads; `ecmm prepare` rebuilds it
@@ -46,6 +60,9 @@ class Asset:
     depends_on: tuple[str, ...] = ()  # assets it is built from (built first; a rebuild outdates it)
     default: bool = False  # built by a plain `ecmm prepare`; the others are built on first use
     model_from: str | None = None  # the builder also receives `model=`, the CLIP model of this asset
+    scoped: bool = False  # built from the shop's (catalog, model): one folder per pair, `source=` to the builder
+    model_spec: bool = False  # the builder also receives `model=`, the active model spec (a string)
+    key: str | None = None  # "module:function", key(source) -> dict of what else it is built for (seed, quick)
 
 
 ASSETS: tuple[Asset, ...] = (
@@ -56,14 +73,20 @@ ASSETS: tuple[Asset, ...] = (
     Asset("clip", "CLIP-style model pretrained on the source corpus", "assets/clip",
           "ecmm.pretraining.clip:build", ("backbone", "source"), default=True),
     Asset("shop_clip", "CLIP model fine-tuned on the shop catalog", "assets/shop_clip",
-          "ecmm.finetune:build_shop_model", ("clip", "catalog"), default=True),
+          "ecmm.finetune:build_shop_model", ("clip", "catalog"), default=True, scoped=True, model_spec=True),
     Asset("support", "customer-support intent classifier", "assets/support",
           "ecmm.service.assistant:build_support_classifier"),
     Asset("search_index", "index of the catalog photos under the shop model", "assets/search_index",
-          "ecmm.search:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip"),
+          "ecmm.search:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip", scoped=True),
     Asset("recommender", "content embeddings of the catalog for recommendation", "assets/recommender",
-          "ecmm.recsys.embeddings:build_content_embeddings", ("catalog",)),
+          "ecmm.recsys.embeddings:build_content_embeddings", ("catalog",), scoped=True),
+    Asset("fitted_recommender", "hybrid two-tower recommender fitted on the shop's log",
+          "assets/fitted_recommender", "ecmm.recsys.pipeline:build_fitted_recommender", ("recommender", "catalog"),
+          scoped=True, key="ecmm.recsys.pipeline:fitted_recommender_key"),
 )
+
+SOURCE_ASSET = "catalog"  # the asset a dependency on "the shop's catalog" names (the offline shop's cache)
+KIT_MODEL_ASSET = "clip"  # the kit's pretrained CLIP: a dependency only when the shop runs on it
 
 
 @dataclass(frozen=True)
@@ -88,14 +111,133 @@ def get_asset(name: str) -> Asset:
     raise ValueError(f"Unknown asset {name!r}: choose from {[a.name for a in ASSETS]}.")
 
 
+@dataclass(frozen=True)
+class Shop:
+    """The (catalog, model) pair that scoped assets are built from.
+
+    Attributes:
+        source: an :class:`ecmm.data.catalogs.CatalogSource`.
+        model: the model spec (``"ecmm-clip"``, an open_clip name[:tag], ``<config.json>:<checkpoint>``).
+    """
+
+    source: Any  # CatalogSource
+    model: str  # model spec
+
+    @functools.cached_property
+    def scope(self) -> str:
+        """The sub-folder of ``ECMM_HOME`` of its scoped assets (``""``: the default layout)."""
+        from ecmm.data.catalogs import catalog_scope
+
+        return catalog_scope(self.source, self.model)
+
+    @functools.cached_property
+    def caches_source(self) -> bool:
+        """Whether its catalog is the registry's ``catalog`` asset (the one source the registry builds)."""
+        from ecmm.data.catalogs import OfflineSource
+
+        return isinstance(self.source, OfflineSource)
+
+    @functools.cached_property
+    def uses_kit_model(self) -> bool:
+        """Whether its model is the kit's own pretrained CLIP (the registry's ``clip`` asset)."""
+        from ecmm.data.catalogs import DEFAULT_MODEL
+
+        return self.model == DEFAULT_MODEL
+
+    def describe(self) -> str:
+        """One line for people: the catalog and the model."""
+        return f"catalog: {self.source.describe()}; model: {self.model}"
+
+
+_ACTIVE: contextvars.ContextVar[Shop | None] = contextvars.ContextVar("ecmm_active_shop", default=None)
+_DEFAULT_SHOPS: dict[tuple, Shop] = {}  # environment -> the shop it names (opened once per process)
+_SHOP_ENVIRONMENT = ("ECMM_HOME", "ECMM_PROFILE", "ECMM_QUICK", "ECMM_CATALOG", "ECMM_MODEL", "ECMM_SKIP_BAD_IMAGES",
+                     "ECMM_HUB_DATA")
+
+
+def _environment_key() -> tuple:
+    values = tuple(os.environ.get(name, "") for name in _SHOP_ENVIRONMENT)
+    catalog = os.environ.get("ECMM_CATALOG", "").strip()
+    stamp: tuple = ()
+    if catalog:
+        with contextlib.suppress(OSError):
+            stat = Path(catalog).expanduser().stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+    return values + stamp
+
+
+def active_shop() -> Shop:
+    """The shop that scoped assets are built from: :func:`using_shop`'s, else the environment's.
+
+    Raises:
+        ecmm.data.folder.CatalogError: ``ECMM_CATALOG`` names a malformed catalog.
+    """
+    shop = _ACTIVE.get()
+    if shop is not None:
+        return shop
+    key = _environment_key()
+    if key not in _DEFAULT_SHOPS:
+        from ecmm.data.catalogs import model_spec, open_catalog
+
+        _DEFAULT_SHOPS[key] = Shop(open_catalog(), model_spec())
+    return _DEFAULT_SHOPS[key]
+
+
+@contextlib.contextmanager
+def using_shop(source: Any = None, model: str | None = None) -> Iterator[Shop]:
+    """Inside the block, scoped assets are those of ``(source, model)``.
+
+    Args:
+        source: a catalog source; None: the environment's (``open_catalog()``).
+        model: a model spec; None: the environment's (``model_spec()``).
+    """
+    current = active_shop()
+    from ecmm.data.catalogs import model_spec
+
+    shop = Shop(current.source if source is None else source, current.model if model is None else model_spec(model))
+    token = _ACTIVE.set(shop)
+    try:
+        yield shop
+    finally:
+        _ACTIVE.reset(token)
+
+
+def asset_in_use(name: str, shop: Shop | None = None) -> bool:
+    """Whether the shop needs ``name`` at all: a folder or hub catalog has no ``catalog`` asset (the
+    source is read directly), and an open_clip model needs neither the kit's pretrained ``clip`` nor
+    what that is built from."""
+    shop = shop or active_shop()
+    if name == SOURCE_ASSET:
+        return shop.caches_source
+    if name == KIT_MODEL_ASSET or name in _kit_model_chain():
+        return shop.uses_kit_model
+    return True
+
+
+def _kit_model_chain() -> set[str]:
+    """The assets the kit's pretrained ``clip`` is built from, directly or not."""
+    chain, frontier = set(), [KIT_MODEL_ASSET]
+    while frontier:
+        for dependency in get_asset(frontier.pop()).depends_on:
+            if dependency not in chain:
+                chain.add(dependency)
+                frontier.append(dependency)
+    return chain
+
+
 def asset_dir(name: str) -> Path:
-    """Folder of an asset under ``ECMM_HOME`` (it may not be built yet)."""
+    """Folder of an asset under ``ECMM_HOME`` (it may not be built yet); a scoped asset's is the
+    active shop's (:func:`active_shop`)."""
     asset = get_asset(name)
     if asset.folder is None:
         from ecmm.data.store import data_dir
 
         return data_dir(name)
-    return get_settings().home / asset.folder
+    home = get_settings().home
+    if asset.scoped:
+        scope = active_shop().scope
+        return home / scope / asset.folder if scope else home / asset.folder
+    return home / asset.folder
 
 
 def asset_card(name: str) -> dict | None:
@@ -143,6 +285,31 @@ def _recipe_version(asset: Asset) -> Any:
         return None
 
 
+def _dependency_fingerprint(dependency: str, shop: Shop) -> str:
+    """What ``built_from`` records for one dependency: its card's fingerprint; for the shop's catalog,
+    ``source.fingerprint`` (the same value as the offline catalog asset's card fingerprint).
+
+    Raises:
+        ArtifactError: the dependency is not built or damaged.
+    """
+    if dependency == SOURCE_ASSET and not shop.caches_source:
+        return shop.source.fingerprint
+    return card_fingerprint(read_card(asset_dir(dependency), verify=False))
+
+
+def _key(asset: Asset, shop: Shop) -> dict | None:
+    """The asset's key for the shop (its ``key`` function's dict, JSON-normalised), or None."""
+    if asset.key is None:
+        return None
+    module_name, _, function_name = asset.key.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError):
+        raise MissingBuilderError(f"the asset {asset.name!r} is keyed by {module_name}.{function_name}, which this "
+                                  "version of the kit does not have yet") from None
+    return json.loads(json.dumps(function(shop.source), sort_keys=True, default=str))
+
+
 def _outdated_reason(asset: Asset, card: Mapping[str, Any], recipe: bool) -> str:
     """Why a readable card is outdated ("" when it is current; :data:`LEGACY` for an older kit's card)."""
     current = _recipe_version(asset) if recipe else None
@@ -151,15 +318,22 @@ def _outdated_reason(asset: Asset, card: Mapping[str, Any], recipe: bool) -> str
         return f"recipe version {recorded}, the kit's is {current}"
     if card.get("legacy"):
         return LEGACY
+    shop = active_shop()
+    if recipe and asset.key is not None:
+        key = _key(asset, shop)
+        if card.get("key") != key:
+            recorded_key = card.get("key") if isinstance(card.get("key"), dict) else {}
+            changed = sorted(name for name in set(key) | set(recorded_key) if key.get(name) != recorded_key.get(name))
+            return f"built for another {', '.join(changed) or 'key'}"
     built_from = card.get("built_from") if isinstance(card.get("built_from"), dict) else {}
     for dependency in asset.depends_on:
-        if dependency not in built_from:
+        if dependency not in built_from or not (dependency == SOURCE_ASSET or asset_in_use(dependency, shop)):
             continue
         try:
-            dependency_card = read_card(asset_dir(dependency), verify=False)
+            fingerprint = _dependency_fingerprint(dependency, shop)
         except ArtifactError:
             continue  # a missing or damaged dependency is reported on its own line
-        if card_fingerprint(dependency_card) != built_from[dependency]:
+        if fingerprint != built_from[dependency]:
             return f"built from another {dependency} (rebuilt since)"
     return ""
 
@@ -217,12 +391,45 @@ def _seal(asset: Asset, staging: Path) -> None:
         read_card(staging, command=f"ecmm prepare --force --only {asset.name}")
     else:  # a builder that does not use write_artifact yet: the registry records the checksums
         card["files"] = file_table(staging)
-    built_from = {}
+    shop, built_from = active_shop(), {}
     for dependency in asset.depends_on:
-        with contextlib.suppress(ArtifactError):
-            built_from[dependency] = card_fingerprint(read_card(asset_dir(dependency), verify=False))
+        if dependency == SOURCE_ASSET or asset_in_use(dependency, shop):
+            with contextlib.suppress(ArtifactError):
+                built_from[dependency] = _dependency_fingerprint(dependency, shop)
     card.update(asset=card.get("asset", asset.name), built_from=built_from)
+    if asset.key is not None:
+        card["key"] = _key(asset, shop)
+    if asset.scoped:
+        card["shop"] = {"catalog": shop.source.name, "model": shop.model, "scope": shop.scope}
     write_json(card_path, card)
+
+
+def _builder_arguments(asset: Asset, builder: Callable[..., Any], progress: bool) -> dict[str, Any]:
+    """``progress``, plus ``source=`` for a scoped asset and ``model=`` (the spec, or the model of
+    ``model_from``). A builder that does not take them builds only the default shop's assets.
+
+    Raises:
+        MissingBuilderError: the shop is not the default one and the builder cannot be told which it is.
+    """
+    shop = active_shop()
+    arguments: dict[str, Any] = {"progress": progress}
+    if asset.scoped:
+        arguments["source"] = shop.source
+    if asset.model_from:
+        from ecmm.models.clip import load_clip_model
+
+        arguments["model"] = load_clip_model(ensure_asset(asset.model_from, progress=progress))
+    elif asset.model_spec:
+        arguments["model"] = shop.model
+    parameters = inspect.signature(builder).parameters
+    if any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return arguments
+    refused = [name for name in arguments if name not in parameters]
+    if refused and shop.scope and set(refused) & {"source", "model"}:
+        raise MissingBuilderError(
+            f"the builder of {asset.name!r} does not take {', '.join(f'{name}=' for name in refused)} in this version "
+            f"of the kit, so it cannot build it for {shop.describe()}")
+    return {name: value for name, value in arguments.items() if name in parameters}
 
 
 def _build(asset: Asset, progress: bool) -> None:
@@ -234,12 +441,7 @@ def _build(asset: Asset, progress: bool) -> None:
     builder = _builder(asset)
     staging.mkdir()
     try:
-        arguments: dict[str, Any] = {"progress": progress}
-        if asset.model_from:
-            from ecmm.models.clip import load_clip_model
-
-            arguments["model"] = load_clip_model(ensure_asset(asset.model_from, progress=progress))
-        builder(staging, **arguments)
+        builder(staging, **_builder_arguments(asset, builder, progress))
         _seal(asset, staging)
         replace_folder(staging, folder)
     finally:
@@ -250,6 +452,8 @@ def _build(asset: Asset, progress: bool) -> None:
 def _bring_dependencies_up(asset: Asset, progress: bool) -> None:
     """Build the dependencies that are missing, damaged or outdated (a legacy card is accepted)."""
     for dependency in asset.depends_on:
+        if not asset_in_use(dependency):
+            continue  # e.g. the offline catalog for a folder catalog: the source is read directly
         status, legacy = _current_status(get_asset(dependency))
         if status != "ok" and not legacy:
             ensure_asset(dependency, progress=progress)
@@ -258,11 +462,12 @@ def _bring_dependencies_up(asset: Asset, progress: bool) -> None:
 def _refresh_dependants(name: str, progress: bool) -> None:
     """Rebuild the built assets that depend on ``name`` and are outdated now."""
     for asset in ASSETS:
-        if name in asset.depends_on and _current_status(asset)[0] == "outdated":
+        if name in asset.depends_on and asset_in_use(asset.name) and _current_status(asset)[0] == "outdated":
             ensure_asset(asset.name, progress=progress)
 
 
-def ensure_asset(name: str, force: bool = False, progress: bool = True, upgrade_legacy: bool = False) -> Path:
+def ensure_asset(name: str, force: bool = False, progress: bool = True, upgrade_legacy: bool = False, *,
+                 source: Any = None, model: str | None = None) -> Path:
     """Build an asset if it is missing, damaged or outdated (or when ``force``); return its folder.
 
     Its dependencies are brought up first (missing, damaged or outdated ones are built). After a
@@ -275,10 +480,14 @@ def ensure_asset(name: str, force: bool = False, progress: bool = True, upgrade_
         progress: show the builders' progress bars.
         upgrade_legacy: also rebuild a card from an older kit (``ecmm prepare`` does; on first
             use such a card is used as it is, so an existing cache keeps working).
+        source, model: the shop of a scoped asset (None: :func:`active_shop`'s).
 
     Raises:
         MissingBuilderError: the asset has to be built and its builder is not in this kit.
     """
+    if source is not None or model is not None:
+        with using_shop(source, model):
+            return ensure_asset(name, force, progress, upgrade_legacy)
     asset = get_asset(name)
     status, only_legacy = _current_status(asset)
     if not force and (status == "ok" or (only_legacy and not upgrade_legacy)):
@@ -310,8 +519,9 @@ def repair_assets(progress: bool = True) -> list[str]:
 def override_builders(builders: Mapping[str, Callable[..., Any]]) -> Iterator[None]:
     """Use other builders inside the block (tests: tiny stubs in a temporary ``ECMM_HOME``).
 
-    A builder is called as ``builder(folder, progress=...)`` (plus ``model=`` for assets with
-    ``model_from``) and writes ``folder`` with :func:`ecmm.artifacts.write_artifact`.
+    A builder is called as ``builder(folder, progress=...)`` (plus ``source=`` for scoped assets and
+    ``model=`` for assets with ``model_from`` or ``model_spec``, when it takes them) and writes
+    ``folder`` with :func:`ecmm.artifacts.write_artifact`.
     """
     global ASSETS
     unknown = set(builders) - {asset.name for asset in ASSETS}

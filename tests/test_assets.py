@@ -16,6 +16,7 @@ CONTRACT = {  # asset -> builder named by the kit's layers (imported only when r
     "support": "ecmm.service.assistant:build_support_classifier",
     "search_index": "ecmm.search:build_catalog_index",
     "recommender": "ecmm.recsys.embeddings:build_content_embeddings",
+    "fitted_recommender": "ecmm.recsys.pipeline:build_fitted_recommender",
 }
 
 
@@ -24,11 +25,12 @@ def stub_builders(log, payloads=None):
     payloads = payloads if payloads is not None else {}
 
     def make(name):
-        def build(folder, progress=True, model=None):
+        def build(folder, progress=True, model=None, source=None):
             log.append(name)
             payload = payloads.get(name, name.encode() * 50)
             write_artifact(folder, lambda temporary: (temporary / "data.bin").write_bytes(payload),
-                           {"asset": name, "recipe": {"version": 1}, "model": repr(model)})
+                           {"asset": name, "recipe": {"version": 1}, "model": repr(model),
+                            "source": None if source is None else source.name})
         return build
 
     return {asset.name: make(asset.name) for asset in assets.ASSETS}
@@ -79,7 +81,7 @@ def test_ensure_builds_dependencies_first_then_reuses(stub_home):
     assert set(card["built_from"]) == {"shop_clip", "catalog"}
     assets.ensure_asset("search_index", progress=False)
     assert len(log) == 6  # everything ok: nothing rebuilt
-    assert [s.status for s in assets.check_assets()] == ["ok"] * 5 + ["missing", "ok", "missing"]
+    assert [s.status for s in assets.check_assets()] == ["ok"] * 5 + ["missing", "ok", "missing", "missing"]
 
 
 def test_damaged_missing_and_outdated_are_rebuilt(stub_home):
@@ -159,7 +161,7 @@ def test_check_and_repair_rebuild_exactly_the_damaged_ones(stub_home):
     log.clear()
     payloads["backbone"] = b"the backbone rebuilt differently"
     assert assets.repair_assets(progress=False) == ["backbone", "clip", "support"]
-    assert [s.status for s in assets.check_assets()] == ["missing"] + ["ok"] * 3 + ["missing", "ok", "missing", "missing"]
+    assert [s.status for s in assets.check_assets()] == ["missing"] + ["ok"] * 3 + ["missing", "ok"] + ["missing"] * 3
     assert assets.repair_assets(progress=False) == []
 
 
@@ -215,3 +217,76 @@ def test_asset_card_is_none_when_missing_and_raises_when_damaged(stub_home):
     (folder / "data.bin").write_bytes(b"")
     with pytest.raises(ArtifactError, match="ecmm prepare --repair"):
         assets.asset_card("source")
+
+
+class StubSource:
+    """A catalog source that is not the offline shop (only what the registry reads)."""
+
+    name, attribute_columns = "folder", ()
+
+    def __init__(self, fingerprint="0123456789abcdef"):
+        self.fingerprint = fingerprint
+
+    def describe(self):
+        return f"stub folder catalog {self.fingerprint}"
+
+
+def test_the_default_shop_keeps_the_default_layout(stub_home, tmp_path):
+    shop = assets.active_shop()
+    assert shop.scope == "" and shop.model == "ecmm-clip"
+    assert assets.asset_dir("shop_clip") == tmp_path / "assets" / "shop_clip"
+    assert assets.asset_dir("fitted_recommender") == tmp_path / "assets" / "fitted_recommender"
+
+
+def test_scoped_assets_of_another_catalog_live_in_their_own_folder(stub_home, tmp_path):
+    log, _ = stub_home
+    source = StubSource()
+    with assets.using_shop(source, "ecmm-clip") as shop:
+        assert shop.scope.startswith("shops/folder-0123456789ab-ecmm-clip-")
+        assert assets.asset_dir("search_index") == tmp_path / shop.scope / "assets" / "search_index"
+        assert assets.asset_dir("support") == tmp_path / "assets" / "support"  # not built from the catalog
+        assert not assets.asset_in_use("catalog") and assets.asset_in_use("clip")
+        folder = assets.ensure_asset("search_index", progress=False)
+    assert log == ["source", "backbone", "clip", "shop_clip", "search_index"]  # no offline catalog
+    card = read_card(folder)
+    assert card["built_from"]["catalog"] == source.fingerprint and card["source"] == "folder"
+    assert card["shop"]["scope"] == shop.scope
+    assert not assets.asset_dir("search_index").exists()  # the default shop's is not built
+    other = StubSource("fedcba9876543210")
+    assert assets.ensure_asset("search_index", progress=False, source=other, model="ecmm-clip") != folder
+    assert log[5:] == ["shop_clip", "search_index"]  # the kit's pretrained chain is shared
+
+
+def test_an_open_clip_model_needs_neither_the_offline_catalog_nor_the_kit_model(stub_home):
+    log, _ = stub_home
+    folder = assets.ensure_asset("shop_clip", progress=False, source=StubSource(), model="ViT-B-32:laion2b_s34b_b79k")
+    assert log == ["shop_clip"]
+    assert "ViT-B-32" in str(folder) and read_card(folder)["model"] == "'ViT-B-32:laion2b_s34b_b79k'"
+    with assets.using_shop(StubSource(), "ViT-B-32:laion2b_s34b_b79k"):
+        assert [asset.name for asset in assets.ASSETS if not assets.asset_in_use(asset.name)] == \
+            ["catalog", "source", "backbone", "clip"]
+
+
+def test_a_builder_that_cannot_be_told_the_catalog_refuses_another_shop(stub_home):
+    def offline_only(folder, progress=True):
+        raise AssertionError("must not be called")
+
+    with assets.override_builders({"recommender": offline_only}):
+        with pytest.raises(assets.MissingBuilderError, match="does not take source="):
+            assets.ensure_asset("recommender", progress=False, source=StubSource())
+
+
+def test_a_keyed_asset_is_outdated_when_its_key_changes(stub_home, monkeypatch):
+    import ecmm.recsys.pipeline
+
+    log, _ = stub_home
+    key = {"catalog": "abc", "seed": 0, "quick": True}
+    monkeypatch.setattr(ecmm.recsys.pipeline, "fitted_recommender_key", lambda source: dict(key))
+    monkeypatch.setattr(ecmm.recsys.pipeline, "RECIPE_VERSION", 1)
+    folder = assets.ensure_asset("fitted_recommender", progress=False)
+    assert read_card(folder)["key"] == key and assets.asset_status("fitted_recommender").status == "ok"
+    key["quick"] = False  # e.g. a full run after a quick one
+    status = assets.asset_status("fitted_recommender")
+    assert status.status == "outdated" and status.detail == "built for another quick"
+    assets.ensure_asset("fitted_recommender", progress=False)
+    assert log.count("fitted_recommender") == 2 and read_card(folder)["key"]["quick"] is False
