@@ -8,12 +8,16 @@ Three ways, on the same image features ``(N, E)`` of a CLIP image tower:
   labelled photos (the ``train`` split); it can only predict values it has seen.
 - **fine-tuned**: either of the two on the features of the shop-fine-tuned model.
 
-Columns are parameters: the offline shop's ``colour`` / ``product_type`` / ``category`` and a
-hub catalog's ``baseColour`` / ``articleType`` / ``gender`` / ``usage`` run through the same code.
+Columns are parameters and the values come from the table, never from the offline shop's lists:
+:func:`attribute_columns` names ``colour`` / ``product_type`` / ``category`` plus a source's own
+``attribute_columns`` (the hub's ``gender`` and ``usage``; its ``baseColour`` and ``articleType``
+are the table's ``colour`` and ``product_type``). Photos are a :class:`~ecmm.data.catalogs.PhotoSet`
+or an in-memory ``(N, P, H, W, 3)`` array, read a batch of SKUs at a time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -24,15 +28,20 @@ import torch
 from ecmm.metrics.classification import accuracy, confusion_matrix
 from ecmm.models.clip import embed_images, embed_texts
 
-__all__ = ["ATTRIBUTE_TEMPLATES", "AttributeResult", "zero_shot_weights", "zero_shot_predict",
-           "fit_linear_probe", "attribute_features", "evaluate_attribute", "attribute_table",
-           "predict_tags"]
+__all__ = ["ATTRIBUTE_TEMPLATES", "METHODS", "AttributeResult", "zero_shot_weights", "zero_shot_predict",
+           "fit_linear_probe", "attribute_columns", "attribute_features", "evaluate_attribute",
+           "evaluate_attributes", "attribute_table", "predict_tags"]
+
+METHODS = ("zero-shot", "probe")  # ways an attribute is read from image features
 
 ATTRIBUTE_TEMPLATES: dict[str, tuple[str, ...]] = {  # prompts per attribute; "{}" is the value
     "colour": ("a photo of a {} product", "a {} object", "something {}"),
     "product_type": ("a photo of a {}", "a {}"),
     "category": ("a photo of a product from the {} department", "{}"),
+    "gender": ("a photo of a product for {}", "{} fashion"),
+    "usage": ("a photo of a product for {} use", "{} wear"),
 }
+BASE_COLUMNS = ("colour", "product_type", "category")  # attribute columns of every catalog
 DEFAULT_TEMPLATES = ("a photo of a {}", "{}")  # for a column without its own templates
 
 
@@ -90,16 +99,38 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, regularisation: f
     return LogisticRegression(C=regularisation, max_iter=2000, random_state=seed).fit(features, labels)
 
 
-def attribute_features(model: Any, preprocess: Any, photos: np.ndarray,
-                       device: str | torch.device | None = None) -> torch.Tensor:
-    """Normalised image embeddings of every photo of every SKU.
+def attribute_columns(table: pd.DataFrame, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The attribute columns of a catalog: ``colour``, ``product_type``, ``category`` and ``extra``
+    (a source's ``attribute_columns``), those the table has with at least two values."""
+    columns = dict.fromkeys([*BASE_COLUMNS, *extra])
+    return tuple(column for column in columns if column in table.columns
+                 and table[column].astype(str).str.strip().replace("", np.nan).nunique() >= 2)
+
+
+def attribute_features(model: Any, photos: Any, photos_per_sku: int | None = None, *, preprocess: Any = None,
+                       batch_size: int = 64, device: str | torch.device | None = None) -> torch.Tensor:
+    """Normalised image embeddings of the first ``photos_per_sku`` photos of every SKU.
+
+    Args:
+        model: a CLIP model (``model.preprocess`` unless ``preprocess`` is given).
+        photos: a :class:`~ecmm.data.catalogs.PhotoSet` or a uint8 array ``(N, P, H, W, 3)``, read
+            ``batch_size`` SKUs at a time (memory scales with the batch, not the catalog).
+        photos_per_sku: photos per SKU to embed; None = all.
+        preprocess: the model's preprocessing if it has no ``preprocess``.
+        device: where to run; None picks the best available.
 
     Shapes:
-        photos ``(N, P, H, W, 3)`` uint8 -> ``(N, P, E)``.
+        ``(N, P, H, W, 3)`` photos -> ``(N, photos_per_sku, E)``.
     """
-    count, per_sku = photos.shape[:2]
-    flat = embed_images(model, preprocess, photos.reshape(count * per_sku, *photos.shape[2:]), device=device)
-    return flat.view(count, per_sku, -1)
+    total, available = int(photos.shape[0]), int(photos.shape[1])
+    count = available if photos_per_sku is None else min(int(photos_per_sku), available)
+    inputs = (model,) if preprocess is None else (model, preprocess)
+    chunks = []
+    for start in range(0, total, batch_size):  # each SKU's photos are read once
+        batch = np.asarray(photos[start:start + batch_size])[:, :count]  # (b, count, H, W, 3)
+        flat = embed_images(*inputs, batch.reshape(-1, *batch.shape[2:]), device=device)  # (b * count, E)
+        chunks.append(flat.view(len(batch), count, -1))
+    return torch.cat(chunks)
 
 
 @dataclass(frozen=True)
@@ -110,9 +141,11 @@ class AttributeResult:
     method: str  # "zero-shot" or "probe"
     split: str  # evaluated split
     accuracy: float  # share of photos whose value is predicted right (NaN if not applicable)
+    applicable: bool  # False: the probe's training rows lack a value of the split (or hold one value)
     chance: float  # accuracy of always predicting the split's most frequent value
     classes: tuple[str, ...]  # values, in the order of the confusion matrix
     confusion: np.ndarray  # (C, C) counts: row = true value, column = predicted
+    model: str = ""  # the name of the model whose features were used
 
 
 def evaluate_attribute(features: torch.Tensor, catalog: pd.DataFrame, column: str, split: str,
@@ -135,11 +168,12 @@ def evaluate_attribute(features: torch.Tensor, catalog: pd.DataFrame, column: st
     Returns:
         An :class:`AttributeResult`.
     """
-    values = catalog[column].astype(str).to_numpy()
-    classes = tuple(sorted(set(values)))
-    test_rows = np.flatnonzero(catalog["split"].to_numpy() == split)
+    values = catalog[column].fillna("").astype(str).str.strip().to_numpy()
+    classes = tuple(sorted(set(values) - {""}))
+    splits = catalog["split"].to_numpy()
+    test_rows = np.flatnonzero((splits == split) & (values != ""))
     if len(test_rows) == 0:
-        raise ValueError(f"no rows in split {split!r}")
+        raise ValueError(f"no rows with a {column!r} value in split {split!r}; the table's splits are {sorted(set(splits))}")
     per_sku = features.shape[1]
     truth = np.repeat(values[test_rows], per_sku)  # (T * P,)
     test_features = features[test_rows].reshape(len(test_rows) * per_sku, -1)  # (T * P, E)
@@ -150,15 +184,41 @@ def evaluate_attribute(features: torch.Tensor, catalog: pd.DataFrame, column: st
                                     templates or ATTRIBUTE_TEMPLATES.get(column, DEFAULT_TEMPLATES), device)
         predicted = np.asarray(classes)[zero_shot_predict(test_features, weights.to(test_features.device))]
     elif method == "probe":
-        train_rows = np.flatnonzero(catalog["split"].to_numpy() == train_split)
-        probe = fit_linear_probe(features[train_rows].reshape(len(train_rows) * per_sku, -1).numpy(),
-                                 np.repeat(values[train_rows], per_sku))
+        train_rows = np.flatnonzero((splits == train_split) & (values != ""))
+        train_values = np.repeat(values[train_rows], per_sku)
+        if len(set(train_values)) < 2:
+            return _result(column, method, split, truth, truth, classes, applicable=False)
+        probe = fit_linear_probe(features[train_rows].reshape(len(train_rows) * per_sku, -1).numpy(), train_values)
         predicted = probe.predict(test_features.numpy()).astype(str)
         if not set(truth) <= set(probe.classes_):
             return _result(column, method, split, truth, predicted, classes, applicable=False)
     else:
-        raise ValueError(f"method must be 'zero-shot' or 'probe'; got {method!r}")
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     return _result(column, method, split, truth, predicted, classes)
+
+
+def evaluate_attributes(features: Mapping[str, torch.Tensor], models: Mapping[str, Any], catalog: pd.DataFrame,
+                        columns: Sequence[str], splits: Sequence[str] = ("test_colours", "test_products"),
+                        methods: Sequence[str] = METHODS, device: str | torch.device | None = None) -> list[AttributeResult]:
+    """Every column, split and method for every model (``features[name]`` are ``models[name]``'s).
+
+    Splits without a row holding a value of a column are skipped.
+
+    Returns:
+        The :class:`AttributeResult` list, in the order model, column, split, method.
+    """
+    results = []
+    for name, model in models.items():
+        for column in columns:
+            for split in splits:
+                filled = catalog[column].fillna("").astype(str).str.strip().ne("")
+                if not (filled & catalog["split"].eq(split)).any():
+                    continue
+                for method in methods:
+                    result = evaluate_attribute(features[name], catalog, column, split, method, model,
+                                                model.tokenizer, device=device)
+                    results.append(dataclasses.replace(result, model=name))
+    return results
 
 
 def _result(column: str, method: str, split: str, truth: np.ndarray, predicted: np.ndarray,
@@ -168,13 +228,14 @@ def _result(column: str, method: str, split: str, truth: np.ndarray, predicted: 
     predicted_ids = np.array([index[name] for name in predicted])
     chance = float(pd.Series(truth).value_counts(normalize=True).iloc[0])
     score = accuracy(predicted_ids, true_ids) if applicable else float("nan")
-    return AttributeResult(column, method, split, score, chance, classes,
+    return AttributeResult(column, method, split, score, applicable, chance, classes,
                            confusion_matrix(predicted_ids, true_ids, num_classes=len(classes)))
 
 
-def attribute_table(results: Sequence[AttributeResult], model_name: str = "") -> pd.DataFrame:
-    """Results as rows ``model, column, split, method, accuracy, chance``."""
-    return pd.DataFrame([{"model": model_name, "column": r.column, "split": r.split, "method": r.method,
+def attribute_table(results: Sequence[AttributeResult], model_name: str | None = None) -> pd.DataFrame:
+    """Results as rows ``model, column, split, method, accuracy, chance`` (``model_name`` overrides
+    each result's model name)."""
+    return pd.DataFrame([{"model": r.model if model_name is None else model_name, "column": r.column, "split": r.split, "method": r.method,
                           "accuracy": r.accuracy, "chance": r.chance} for r in results])
 
 
