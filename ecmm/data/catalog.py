@@ -230,7 +230,7 @@ def split_table(frame: pd.DataFrame, seed: int = 0) -> pd.Series:
         drawn = rng.choice(options, size=min(HELD_OUT_COLOURS, len(options)), replace=False).tolist()
         if len(options) > HELD_OUT_COLOURS + 1:
             held_out_pairs.update((name, colour) for colour in drawn)
-    split = pd.Series("train", index=frame.index, dtype=object)
+    split = pd.Series("train", index=frame.index, dtype=str)
     split[np.array([pair in held_out_pairs for pair in zip(types, colours)], dtype=bool)] = "test_colours"
     split[types.isin(held_out_types).to_numpy()] = "test_products"
     return split
