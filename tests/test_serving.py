@@ -375,3 +375,93 @@ def test_recommend_messages_keep_their_quotes_and_say_what_to_type():
     empty = client.get("/recommend", params={"user": "  "}).json()["detail"]
     assert empty == "the user id is empty: type a user id such as u00042"
     assert "looking for" not in empty
+
+
+# --- micro-batching of text searches ----------------------------------------------------------------
+
+def _slow_search(delay=0.02):
+    """The four-row CatalogSearch of test_search with a text tower that takes ``delay`` s per call."""
+    import time
+
+    from test_search import CATALOG, FakeClip, photos
+
+    from ecmm.search import CatalogSearch
+
+    class SlowClip(FakeClip):
+        def encode_text(self, tokens, normalize=True):
+            time.sleep(delay)
+            return super().encode_text(tokens, normalize)
+
+    model = FakeClip()
+    search = CatalogSearch.build(model, model.preprocess, model.tokenizer, CATALOG, photos(), device="cpu")
+    search.text_side()  # the catalog side, at full speed
+    search.model = SlowClip()
+    return search
+
+
+def test_concurrent_queries_are_batched_and_each_gets_its_own_answer():
+    import threading
+
+    from ecmm.search import results_to_records
+    from ecmm.serving_http import BatchedSearch
+
+    search = _slow_search()
+    queries = ["red necktie", "blue backpack", "warm neck", "backpack under 30", "scarf", "red", "blue scarf", "neck"]
+    modes = [None, "dense", "lexical", None, "hybrid", None, "dense", None]
+    expected = [results_to_records(search.search_text(query, 3, mode)) for query, mode in zip(queries, modes)]
+    batched = BatchedSearch(search, max_batch=4)
+    answers = [None] * len(queries)
+    start = threading.Barrier(len(queries))
+
+    def ask(position):
+        start.wait()
+        for _ in range(3):
+            answers[position] = batched.search_text(queries[position], 3, modes[position])
+
+    threads = [threading.Thread(target=ask, args=(position,)) for position in range(len(queries))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batched.close()
+    assert answers == expected  # every request its own answer, equal to the sequential one
+    assert max(batched.batch_sizes) > 1 and max(batched.batch_sizes) <= 4
+    assert sum(size * count for size, count in batched.batch_sizes.items()) == 3 * len(queries)
+
+
+def test_a_bad_query_fails_alone_and_a_lone_client_does_not_wait():
+    import threading
+    import time
+
+    from ecmm.serving_http import BatchedSearch
+
+    batched = BatchedSearch(_slow_search(delay=0.05), max_wait=0.5)
+    errors, answers = [], []
+
+    def ask(query):
+        try:
+            answers.append(batched.search_text(query, 1))
+        except ValueError as error:
+            errors.append(str(error))
+
+    threads = [threading.Thread(target=ask, args=(query,)) for query in ("red necktie", " ", "blue backpack", "x" * 300)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 2 and len(errors) == 2 and any("empty" in error for error in errors)
+    batched._last_batch = 1  # what a lone client leaves behind after its first request
+    started = time.perf_counter()
+    for _ in range(3):
+        assert batched.search_text("red necktie", 1)[0]["title"] == "Red necktie"
+    assert time.perf_counter() - started < 1.0  # three calls, each far below the 0.5 s wait
+    batched.close()
+
+
+def test_the_app_serves_a_batched_search():
+    from ecmm.serving_http import BatchedSearch
+
+    client = TestClient(create_app(Backends(search=lambda: BatchedSearch(FakeSearch()))))
+    response = client.get("/search", params={"q": "red bag", "k": 1})
+    assert response.status_code == 200 and response.json()[0]["sku_id"] == "sku-red"
+    assert client.get("/search", params={"q": "  "}).status_code == 400
