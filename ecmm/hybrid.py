@@ -22,7 +22,8 @@ import pandas as pd
 from ecmm.metrics.retrieval import first_relevant_ranks, mean_reciprocal_rank, recall_at_k
 from ecmm.query import query_relevance
 
-__all__ = ["HybridBlend", "SIGNALS", "ranks_of", "reciprocal_rank_fusion", "evaluate_queries", "fit_blend"]
+__all__ = ["HybridBlend", "SIGNALS", "ranks_of", "reciprocal_rank_fusion", "signal_ranks",
+           "evaluate_queries", "fit_blend"]
 
 SIGNALS = ("dense_image", "dense_text", "nearest_types", "lexical", "attributes")  # rankings a hybrid search can fuse
 
@@ -89,39 +90,53 @@ def reciprocal_rank_fusion(signal_scores: Mapping[str, np.ndarray], weights: Map
     return fused
 
 
+def signal_ranks(search: Any, queries: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Every signal's rank of every row for every query, and the rows outside its price range.
+
+    Args:
+        search: an :class:`ecmm.search.CatalogSearch` (its ``signals`` are fused).
+        queries: dicts with a ``query``.
+
+    Shapes:
+        -> ``(Q, S, N)`` ranks (NaN where a signal does not retrieve the row; S = len(SIGNALS)),
+        ``(Q, N)`` bool outside the price range.
+    """
+    ranks, outside = [], []
+    for item in queries:
+        signals, beyond = search.signals(item["query"])
+        signals["lexical"] = np.where(signals["lexical"] > 0, signals["lexical"], np.nan)
+        ranks.append([ranks_of(signals[name]) for name in SIGNALS])
+        outside.append(beyond)
+    return np.asarray(ranks), np.asarray(outside)
 
 
-
-def fit_blend(search: Any, queries: list[dict], grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
-              rrf_k: float = 60.0) -> tuple[HybridBlend, float]:
-    """The RRF weights with the best MRR on labelled validation queries (a grid search).
+def fit_blend(search: Any, queries: list[dict], grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
+              rrf_ks: Sequence[float] = (10.0, 30.0, 60.0)) -> tuple[HybridBlend, float]:
+    """The RRF weights and rank offset with the best MRR on labelled validation queries (a grid search).
 
     Args:
         search: an :class:`ecmm.search.CatalogSearch` (its ``signals`` are fused).
         queries: validation queries (never the free-form evaluation set).
         grid: the weights tried for every signal.
-        rrf_k: RRF's rank offset.
+        rrf_ks: the rank offsets ``k`` tried.
 
     Returns:
-        ``(best blend, its validation MRR)``; ties keep the first (smallest) weights found.
+        ``(best blend, its validation MRR)``; ties keep the first found (``rrf_ks`` order, then the
+        smallest weights in grid order).
     """
     relevance = query_relevance(queries, search.catalog)  # (Q, N)
-    contributions, outside = [], []
-    for item in queries:
-        signals, beyond = search.signals(item["query"])
-        signals["lexical"] = np.where(signals["lexical"] > 0, signals["lexical"], np.nan)
-        contributions.append([np.nan_to_num(1.0 / (rrf_k + ranks_of(signals[name])), nan=0.0) for name in SIGNALS])
-        outside.append(beyond)
-    contributions, outside = np.asarray(contributions), np.asarray(outside)  # (Q, S, N), (Q, N)
+    ranks, outside = signal_ranks(search, queries)  # (Q, S, N), (Q, N)
     best, best_mrr = None, -1.0
-    for weights in itertools.product(grid, repeat=len(SIGNALS)):
-        if not any(weights):
-            continue
-        fused = np.einsum("s,qsn->qn", np.asarray(weights), contributions) - outside  # (Q, N)
-        mrr = mean_reciprocal_rank(first_relevant_ranks(fused, relevance))
-        if mrr > best_mrr + 1e-12:
-            best, best_mrr = weights, mrr
-    return HybridBlend(**dict(zip(SIGNALS, best)), rrf_k=rrf_k), best_mrr
+    for rrf_k in rrf_ks:
+        contributions = np.nan_to_num(1.0 / (rrf_k + ranks), nan=0.0)  # (Q, S, N)
+        for weights in itertools.product(grid, repeat=len(SIGNALS)):
+            if not any(weights):
+                continue
+            fused = np.einsum("s,qsn->qn", np.asarray(weights), contributions) - outside  # (Q, N)
+            mrr = mean_reciprocal_rank(first_relevant_ranks(fused, relevance))
+            if mrr > best_mrr + 1e-12:
+                best, best_mrr = (weights, rrf_k), mrr
+    return HybridBlend(**dict(zip(SIGNALS, best[0])), rrf_k=best[1]), best_mrr
 
 
 def evaluate_queries(search: Any, queries: list[dict], modes: Sequence[str] = ("dense", "lexical", "hybrid")) -> pd.DataFrame:

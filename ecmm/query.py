@@ -28,13 +28,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
 __all__ = ["QueryVocabulary", "UsePattern", "ParsedQuery", "build_vocabulary", "load_vocabulary",
            "vocabulary_for", "parse_query", "normalise_text", "word_stem", "edit_distance", "correct_word",
-           "load_query_set", "query_relevance", "corrected_query", "MINIMUM_FUZZY_LENGTH"]
+           "load_query_set", "title_queries", "query_relevance", "corrected_query", "MINIMUM_FUZZY_LENGTH"]
 
 MINIMUM_FUZZY_LENGTH = 4  # shorter words are never corrected ("cap" must not become "car")
 _RESOURCES = Path(__file__).parent / "data" / "resources"
@@ -112,17 +112,17 @@ class QueryVocabulary:
     uses: tuple[UsePattern, ...] = ()  # use patterns ("keep my neck warm" -> scarf)
     everyday_words: frozenset[str] = frozenset()  # correctly spelt words a correction leaves alone
 
-    @property
+    @cached_property
     def longest_phrase(self) -> int:
         """Number of words of the longest phrase."""
         return max(len(phrase.split()) for phrase in [*self.colours, *self.product_types])
 
-    @property
+    @cached_property
     def words(self) -> frozenset[str]:
         """Every word of every colour or product phrase (the spelling correction's candidates)."""
         return frozenset(word for phrase in [*self.colours, *self.product_types] for word in phrase.split())
 
-    @property
+    @cached_property
     def known_words(self) -> frozenset[str]:
         """Words that are never corrected: vocabulary, use and everyday words, stop words."""
         use_words = {alternative for pattern in self.uses for alternative in pattern.text.replace("|", " ").split()}
@@ -258,7 +258,7 @@ def correct_word(word: str, vocabulary: QueryVocabulary) -> str | None:
         return None
     allowed = 1 if len(word) <= 6 else 2
     best, best_distance = None, allowed + 1
-    for candidate in sorted(vocabulary.words):
+    for candidate in sorted(vocabulary.words):  # sorted: ties go to the first alphabetically
         if candidate[0] != word[0] or len(candidate) < MINIMUM_FUZZY_LENGTH or abs(len(candidate) - len(word)) > allowed:
             continue
         distance = edit_distance(word, candidate)
@@ -347,6 +347,23 @@ def load_query_set(name: str = "freeform") -> list[dict]:
         raise ValueError(f"no query set {name!r}; the package has "
                          f"{sorted(p.stem.removeprefix('queries_') for p in _RESOURCES.glob('queries_*.json') if p.stem != 'queries_vocabulary')}")
     return json.loads(path.read_text(encoding="utf-8"))["queries"]
+
+
+def title_queries(catalog, splits: Sequence[str] = ("test_colours", "test_products"), count: int = 100,
+                  seed: int = 0) -> list[dict]:
+    """Queries written from a catalog's own titles, for a catalog the packaged query sets do not
+    describe: the title of ``count`` seeded rows of ``splits``, labelled with the row's product
+    type and colour (kind ``"title"``).
+
+    Returns:
+        Dicts like those of :func:`load_query_set`.
+    """
+    import numpy as np
+
+    rows = np.flatnonzero(catalog["split"].isin(list(splits)).to_numpy())
+    rows = np.sort(np.random.default_rng(seed).permutation(rows)[:count])
+    return [{"query": str(catalog["title"].iloc[i]), "kind": "title", "product_types": [str(catalog["product_type"].iloc[i])],
+             "colours": [str(catalog["colour"].iloc[i])]} for i in rows]
 
 
 def query_relevance(queries: list[dict], catalog) -> "np.ndarray":
