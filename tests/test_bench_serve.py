@@ -72,3 +72,19 @@ def test_run_level_against_a_stub_server():
         listener.close()
     assert stats.requests == 40 and stats.errors == 0
     assert 0 < stats.p50_ms <= stats.p95_ms
+
+
+def test_breakdown_and_encoder_rates_of_a_tiny_search():
+    from test_search import CATALOG, FakeClip, photos
+
+    from ecmm.bench.serve import encoder_rates, search_breakdown
+    from ecmm.search import CatalogSearch
+
+    model = FakeClip()
+    search = CatalogSearch.build(model, model.preprocess, model.tokenizer, CATALOG, photos(), device="cpu")
+    parts = search_breakdown(search, ["red necktie", "blue backpack"])
+    assert set(parts) == {"parse", "tokenise", "encode_clip", "encode_sentence", "encode_queries", "rank",
+                          "search_text", "search_records", "serialise"}
+    assert all(value >= 0 for value in parts.values())
+    rates = encoder_rates(search, ["red", "blue", "scarf", "neck"], batch=2)
+    assert set(rates) == {"clip", "clip_and_sentence", "clip_and_sentence_batched"} and min(rates.values()) > 0

@@ -4,9 +4,10 @@ Starts ``ecmm serve`` (uvicorn) on a free port of 127.0.0.1 in a subprocess, wai
 loads the backends with one request each, then sends a bounded mixed load (mostly ``/search`` text
 queries, some ``/recommend``, a few ``/support``) from 1, 2 and 4 client threads and prints the
 median and 95th-percentile latency and requests/s per level. In this process it then measures the
-query encoder alone (``encode_text`` of the same queries, one at a time, requests/s) and one
-search's parts (tokenise, encode, search, serialise), so the ratio server throughput /
-encoder-only throughput is visible. It stops the server itself. Timings are printed, never asserted.
+query encoder alone (the CLIP text tower's ``encode_text`` of the same queries, one at a time,
+requests/s; also both encoders a hybrid query needs, one and four at a time) and one search's
+parts (parse, tokenise, encode, rank, serialise), so the ratio server throughput / encoder-only
+throughput is visible. It stops the server itself. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 __all__ = ["LevelStats", "percentile", "summarise", "mixed_requests", "free_port", "run_level",
-           "encoder_throughput", "add_parser", "run"]
+           "encoder_throughput", "encoder_rates", "search_breakdown", "add_parser", "run"]
 
 QUERIES: tuple[str, ...] = ("red backpack", "blue running shoes", "black leather wallet", "green t-shirt",
                             "white sneakers", "brown boots", "yellow dress", "grey hoodie", "pink handbag",
@@ -167,35 +168,80 @@ def _wait_for_health(port: int, server: subprocess.Popen, timeout: float) -> Non
     raise RuntimeError(f"the server did not answer /health within {timeout:.0f} s")
 
 
-def search_breakdown(queries: Sequence[str]) -> dict[str, float]:
-    """Median milliseconds of one text search's parts, in this process with the shop's models.
+def _median_ms(values: Sequence[float]) -> float:
+    return round(1000 * statistics.median(values), 2)
+
+
+def search_breakdown(search: object, queries: Sequence[str]) -> dict[str, float]:
+    """Median milliseconds of one hybrid text search's parts, in this process.
+
+    Args:
+        search: a :class:`ecmm.search.CatalogSearch` (its text side already loaded).
+        queries: the text queries, each timed once per part.
 
     Returns:
-        ``{"tokenise", "encode", "search_text" (whole call, includes its own encodes), "serialise"}``.
+        ``{"parse" (parse_query), "tokenise" (CLIP tokenizer), "encode_clip" (CLIP text tower),
+        "encode_sentence" (the text->text encoder, tokenising included), "encode_queries" (parse +
+        both encoders, as a search does it), "rank" (signals, fusion, top-k), "search_text" (the
+        whole call, DataFrame out), "search_records" (the whole call, JSON-ready dicts out),
+        "serialise" (json.dumps of the records)}``.
     """
     import torch
 
-    from ecmm.app import load_search
-    from ecmm.search import results_to_records
+    from ecmm.query import parse_query
 
-    search = load_search(progress=False)
-    search.search_text(queries[0])  # builds what text search needs once
-    parts: dict[str, list[float]] = {"tokenise": [], "encode": [], "search_text": [], "serialise": []}
+    parts: dict[str, list[float]] = {name: [] for name in (
+        "parse", "tokenise", "encode_clip", "encode_sentence", "encode_queries", "rank", "search_text",
+        "search_records", "serialise")}
+
+    def timed(name: str, function: Callable[[], object]) -> object:
+        start = time.perf_counter()
+        value = function()
+        parts[name].append(time.perf_counter() - start)
+        return value
+
+    search.search_text(queries[0])  # warm-up
     for query in queries:
-        start = time.perf_counter()
-        tokens = search.tokenizer([query])
-        parts["tokenise"].append(time.perf_counter() - start)
-        start = time.perf_counter()
+        timed("parse", lambda: parse_query(query, search.vocabulary))
+        tokens = timed("tokenise", lambda: search.tokenizer([query]))
         with torch.inference_mode():
-            search.model.encode_text(tokens)
-        parts["encode"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        results = search.search_text(query, 10)
-        parts["search_text"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        json.dumps(results_to_records(results))
-        parts["serialise"].append(time.perf_counter() - start)
-    return {name: round(1000 * statistics.median(values), 2) for name, values in parts.items()}
+            timed("encode_clip", lambda: search.model.encode_text(tokens))
+        timed("encode_sentence", lambda: search.encode_texts([query]))
+        encoded = timed("encode_queries", lambda: search.encode_queries([query]))[0]
+        timed("rank", lambda: search.scores(encoded))
+        timed("search_text", lambda: search.search_text(query, 10))
+        records = timed("search_records", lambda: search.search_records([query], 10))[0]
+        timed("serialise", lambda: json.dumps(records))
+    return {name: _median_ms(values) for name, values in parts.items()}
+
+
+def encoder_rates(search: object, queries: Sequence[str], batch: int = 4) -> dict[str, float]:
+    """Queries per second of the query encoders alone, one query per call and ``batch`` per call.
+
+    Returns:
+        ``{"clip" (CLIP text tower, tokenising included: the issue's "encoder only"), "clip_and_sentence"
+        (both encoders a hybrid query needs), "clip_and_sentence_batched" (both, ``batch`` queries per call)}``.
+    """
+    import torch
+
+    def clip(query: str) -> object:
+        with torch.inference_mode():
+            return search.model.encode_text(search.tokenizer([query]))
+
+    def both(query: str) -> object:
+        clip(query)
+        return search.encode_texts([query])
+
+    groups = [list(queries[start:start + batch]) for start in range(0, len(queries) - batch + 1, batch)]
+
+    def both_batched(group: list[str]) -> object:
+        with torch.inference_mode():
+            search.model.encode_text(search.tokenizer(group))
+        return search.encode_texts(group)
+
+    batched = encoder_throughput(both_batched, groups) * batch
+    return {"clip": encoder_throughput(clip, queries), "clip_and_sentence": encoder_throughput(both, queries),
+            "clip_and_sentence_batched": round(batched, 2)}
 
 
 def add_parser(subparsers) -> None:
@@ -240,29 +286,29 @@ def run(args: argparse.Namespace) -> int:
         for level in stats:
             print(f"{kind:>7} {level.clients:>7} {level.requests:>8} {level.errors:>6} {level.p50_ms:>8.1f} "
                   f"{level.p95_ms:>8.1f} {level.requests_per_second:>8.1f}")
-    import torch
+    from ecmm.app import load_search
 
-    from ecmm.app import load_shop_model
-
-    model, _, tokenizer = load_shop_model(progress=False)
-    model.eval()
-
-    def encode(query: str) -> object:
-        with torch.inference_mode():
-            return model.encode_text(tokenizer([query]))
-
-    encoder = encoder_throughput(encode, QUERIES)
-    del model
-    breakdown = search_breakdown(QUERIES)
+    started = time.perf_counter()
+    search = load_search(progress=False)
+    search.text_side()
+    in_process_load = time.perf_counter() - started
+    rates = encoder_rates(search, QUERIES)
+    encoder = rates["clip"]
+    breakdown = search_breakdown(search, QUERIES)
     top = max(args.clients)
     served = next(level for level in levels["search"] if level.clients == top).requests_per_second
-    print(f"encoder only: {encoder:.1f} queries/s; /search at {top} clients / encoder only = {served / encoder:.2f}")
+    print(f"load_search in this process: {in_process_load:.1f} s (index, text side, both encoders)")
+    print(f"encoder only (CLIP text tower, 1 query a call): {encoder:.1f} queries/s; /search at {top} clients / "
+          f"encoder only = {served / encoder:.2f}")
+    print(f"both query encoders of a hybrid search: {rates['clip_and_sentence']:.1f} queries/s one at a time, "
+          f"{rates['clip_and_sentence_batched']:.1f} queries/s 4 at a time")
     single = levels["search"][0].p50_ms if levels["search"][0].clients == 1 else float("nan")
-    inside = breakdown["search_text"] + breakdown["serialise"]
+    inside = breakdown["search_records"] + breakdown["serialise"]
     print("one search in process (median ms): " + ", ".join(f"{name} {value:.1f}" for name, value in breakdown.items())
-          + f"; framework and HTTP (1-client /search p50 minus search_text and serialise) {single - inside:.1f}")
+          + f"; framework and HTTP (1-client /search p50 minus search_records and serialise) {single - inside:.1f}")
     results = {"levels": {kind: [asdict(level) for level in stats] for kind, stats in levels.items()},
                "encoder_queries_per_second": encoder, "ratio": round(served / encoder, 3),
+               "encoder_rates": rates, "load_search_seconds": round(in_process_load, 2),
                "breakdown_ms": breakdown, "startup_seconds": round(startup, 2),
                "first_load_seconds": round(first_load, 2), "requests_per_level": args.requests}
     if args.json:
