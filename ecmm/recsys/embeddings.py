@@ -18,6 +18,7 @@ cannot go stale); CLIP embeddings are recomputed, because the fine-tuned model c
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from ecmm.device import get_device
 __all__ = ["CONTENT_SOURCES", "RECIPE_VERSION", "clip_available", "resolve_content_source", "item_texts",
            "item_content_embeddings", "build_content_embeddings"]
 
-RECIPE_VERSION = 1  # of the recommender asset (MiniLM text embeddings of the offline catalog)
+RECIPE_VERSION = 1  # of the recommender asset (MiniLM text embeddings of the shop's catalog)
 
 CONTENT_SOURCES: tuple[str, ...] = ("auto", "clip", "text")
 
@@ -79,7 +80,14 @@ def _text_embeddings(catalog: pd.DataFrame, device, progress: bool) -> np.ndarra
     return embeddings
 
 
-def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, model, device, batch_size: int) -> np.ndarray:
+def _as_photo_set(photos: Any):
+    """A :class:`~ecmm.data.catalogs.PhotoSet` (an array is wrapped, a PhotoSet passes)."""
+    from ecmm.data.catalogs import ArrayPhotos, PhotoSet
+
+    return photos if isinstance(photos, PhotoSet) else ArrayPhotos(np.asarray(photos))
+
+
+def _clip_embeddings(catalog: pd.DataFrame, photos: Any, model, device, batch_size: int) -> np.ndarray:
     from ecmm.models.clip import move_tokens
 
     device = get_device(device)
@@ -94,9 +102,9 @@ def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, model, device, b
     with torch.no_grad():
         image_sum = None
         for view in range(num_photos):
-            chunks = []
+            chunks, photo_view = [], photos.view(view)  # lazy (N, H, W, 3): read batch by batch
             for start in range(0, num_items, batch_size):
-                pixels = preprocess(photos[start : start + batch_size, view]).to(device)
+                pixels = preprocess(photo_view[start : start + batch_size]).to(device)
                 chunks.append(torch.nn.functional.normalize(model.encode_image(pixels).float(), dim=-1).cpu())
             view_embeddings = torch.cat(chunks)  # (N, D)
             image_sum = view_embeddings if image_sum is None else image_sum + view_embeddings
@@ -110,13 +118,15 @@ def _clip_embeddings(catalog: pd.DataFrame, photos: np.ndarray, model, device, b
     return torch.nn.functional.normalize(image + text, dim=-1).numpy().astype(np.float32)
 
 
-def item_content_embeddings(catalog: pd.DataFrame, photos: np.ndarray | None = None, source: str = "auto",
+def item_content_embeddings(catalog: pd.DataFrame, photos: Any = None, source: str = "auto",
                             device=None, batch_size: int = 64, progress: bool = True, model=None) -> np.ndarray:
     """Transferred content embedding of every SKU, L2-normalised.
 
     Args:
         catalog: the shop catalog (row order = item index).
-        photos: ``(N, P, H, W, 3)`` uint8 photos aligned with ``catalog`` (needed for ``"clip"``).
+        photos: the catalog's photos aligned with ``catalog`` (needed for ``"clip"``): a
+            :class:`~ecmm.data.catalogs.PhotoSet` (read in batches, never all at once) or a uint8
+            ``(N, P, H, W, 3)`` array.
         source: ``"clip"`` (image + text of the shop CLIP model), ``"text"`` (MiniLM) or
             ``"auto"`` (CLIP when available, else MiniLM).
         device: where to run the encoder (None picks cuda, mps, then cpu).
@@ -130,13 +140,19 @@ def item_content_embeddings(catalog: pd.DataFrame, photos: np.ndarray | None = N
     source = resolve_content_source(source)
     if source == "text":
         return _text_embeddings(catalog, device, progress)
-    if photos is None or photos.ndim != 5 or photos.shape[0] != len(catalog):
-        raise ValueError("source='clip' needs photos of shape (num_skus, photos_per_sku, H, W, 3): pass load_photos()")
-    return _clip_embeddings(catalog, photos, model, device, batch_size)
+    if photos is None or len(photos.shape) != 5 or photos.shape[0] != len(catalog):
+        raise ValueError("source='clip' needs photos of shape (num_skus, photos_per_sku, H, W, 3): "
+                         "pass the catalog source's photos()")
+    return _clip_embeddings(catalog, _as_photo_set(photos), model, device, batch_size)
 
 
-def build_content_embeddings(folder, progress: bool = True) -> None:
-    """The registry's builder: MiniLM content embeddings of the offline catalog in ``folder``.
+def build_content_embeddings(folder, progress: bool = True, *, source: Any = None) -> None:
+    """The registry's builder: MiniLM content embeddings of the shop's catalog in ``folder``.
+
+    Args:
+        folder: where to write.
+        progress: show progress bars.
+        source: the catalog source (None: ``open_catalog()``).
 
     Writes ``embeddings.npy`` ``(N, 384)`` float32 (rows in catalog order) and a card with the
     catalog's fingerprint.
@@ -144,9 +160,12 @@ def build_content_embeddings(folder, progress: bool = True) -> None:
     from pathlib import Path
 
     from ecmm.artifacts import write_artifact
-    from ecmm.data import load_catalog
 
-    catalog = load_catalog("offline")
+    if source is None:
+        from ecmm.data.catalogs import open_catalog
+
+        source = open_catalog()
+    catalog = source.table()
     embeddings = _text_embeddings(catalog, None, progress)
 
     def write_files(target: Path) -> None:
@@ -154,4 +173,5 @@ def build_content_embeddings(folder, progress: bool = True) -> None:
 
     write_artifact(Path(folder), write_files, {
         "asset": "recommender", "recipe": {"version": RECIPE_VERSION, "source": "text", "encoder": "all-MiniLM-L6-v2"},
-        "data": {"catalog_fingerprint": _fingerprint(catalog), "num_items": int(len(catalog))}})
+        "data": {"catalog_fingerprint": _fingerprint(catalog), "catalog": source.describe(),
+                 "num_items": int(len(catalog))}})

@@ -1,9 +1,10 @@
 """Interaction tables, their time split, and the index arrays every recommender trains on.
 
 An interactions table has one row per event with the columns ``user_id``, ``sku_id``, ``event``
-(``view``, ``cart`` or ``buy``) and ``timestamp`` (a pandas datetime). The simulator of
-:mod:`ecmm.recsys.simulator` writes such a table; in the hub profile a real shop log in the same
-four columns goes through exactly the same :func:`time_split`.
+(``view``, ``cart`` or ``buy``; common synonyms such as ``purchase`` or ``add_to_cart`` are read as
+those, see :data:`EVENT_ALIASES`) and ``timestamp`` (a pandas datetime). The simulator of
+:mod:`ecmm.recsys.simulator` writes such a table; a shop's own log in the same four columns (a
+catalog source's ``interactions()``) goes through exactly the same :func:`time_split`.
 
 Time split (:func:`time_split`): events before ``split_time`` are the past a model trains on, the
 rest is each user's future that it must predict. Two groups are defined by that split:
@@ -20,17 +21,24 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "EVENT_ALIASES",
     "EVENT_WEIGHTS",
     "INTERACTION_COLUMNS",
     "Interactions",
     "RecsysSplit",
     "check_interactions",
     "time_split",
+    "split_to_arrays",
+    "split_from_arrays",
 ]
 
 INTERACTION_COLUMNS: tuple[str, ...] = ("user_id", "sku_id", "event", "timestamp")
 # how much one event says about a user's taste: a purchase says more than a glance
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "cart": 2.0, "buy": 4.0}
+# other names shop logs use for the same three events (compared in lower case)
+EVENT_ALIASES: dict[str, str] = {"click": "view", "detail_view": "view", "page_view": "view", "add_to_cart": "cart",
+                                 "addtocart": "cart", "add": "cart", "purchase": "buy", "order": "buy",
+                                 "transaction": "buy"}
 
 
 def check_interactions(table: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
@@ -53,6 +61,8 @@ def check_interactions(table: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFra
     table["user_id"] = table["user_id"].astype(str)
     table["sku_id"] = table["sku_id"].astype(str)
     table["timestamp"] = pd.to_datetime(table["timestamp"])
+    events = table["event"].astype(str).str.strip().str.lower()
+    table["event"] = events.map(lambda event: EVENT_ALIASES.get(event, event))
     bad_events = sorted(set(table["event"]) - set(EVENT_WEIGHTS))
     if bad_events:
         raise ValueError(f"unknown event types {bad_events}: use {sorted(EVENT_WEIGHTS)}")
@@ -207,3 +217,38 @@ def time_split(
         new_users=np.flatnonzero(events_before <= new_user_max_events),
         split_time=split_time,
     )
+
+
+_INTERACTION_ARRAYS = ("user_index", "item_index", "weight", "event", "days")
+
+
+def split_to_arrays(split: RecsysSplit) -> dict[str, np.ndarray]:
+    """A split as plain arrays (``np.savez`` them; :func:`split_from_arrays` reads them back).
+
+    Returns:
+        ``{"train.user_index" (E,), ..., "test.days" (E',), "user_ids" (U,), "sku_ids" (N,),
+        "cold_items" (C,), "new_users" (M,), "sizes" [num_users, num_items], "split_time" [ns]}``;
+        strings as numpy unicode, so no pickle is needed to read them.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for part_name, part in (("train", split.train), ("test", split.test)):
+        for name in _INTERACTION_ARRAYS:
+            value = getattr(part, name)
+            arrays[f"{part_name}.{name}"] = value.astype(str) if name == "event" else value
+    arrays.update(user_ids=split.user_ids.astype(str), sku_ids=split.sku_ids.astype(str),
+                  cold_items=split.cold_items, new_users=split.new_users,
+                  sizes=np.array([split.train.num_users, split.train.num_items], dtype=np.int64),
+                  split_time=np.array([split.split_time.value], dtype=np.int64))
+    return arrays
+
+
+def split_from_arrays(arrays: dict[str, np.ndarray]) -> RecsysSplit:
+    """The :class:`RecsysSplit` that :func:`split_to_arrays` wrote."""
+    num_users, num_items = (int(size) for size in arrays["sizes"])
+    parts = {part_name: Interactions(**{name: np.asarray(arrays[f"{part_name}.{name}"]) for name in _INTERACTION_ARRAYS},
+                                     num_users=num_users, num_items=num_items)
+             for part_name in ("train", "test")}
+    return RecsysSplit(train=parts["train"], test=parts["test"], user_ids=np.asarray(arrays["user_ids"]),
+                       sku_ids=np.asarray(arrays["sku_ids"]), cold_items=np.asarray(arrays["cold_items"]),
+                       new_users=np.asarray(arrays["new_users"]),
+                       split_time=pd.Timestamp(int(arrays["split_time"][0])))
