@@ -4,6 +4,9 @@
   formats). :mod:`ecmm.validation` enforces it for the command line and the server alike.
 - :func:`load_shop_model`, :func:`load_search`, :func:`load_recommender`, :func:`load_support`:
   the shop's models, loaded from the cache (built the first time through the asset registry).
+  Each takes ``source=`` (a catalog source) and ``model=`` (a model spec); None means the
+  environment's (``open_catalog()``, ``model_spec()``), so nothing here knows which catalog or
+  model it serves.
 
 Cached artefacts are read through :mod:`ecmm.artifacts`, so a damaged file raises
 :class:`ecmm.artifacts.ArtifactError`, whose message names the folder and the repair command.
@@ -11,14 +14,13 @@ Cached artefacts are read through :mod:`ecmm.artifacts`, so a damaged file raise
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Limits", "LIMITS", "load_shop_model", "load_search", "load_shop", "fit_recommender",
+__all__ = ["Limits", "LIMITS", "describe_shop", "load_shop_model", "load_search", "load_shop", "fit_recommender",
            "ShopRecommender", "load_recommender", "load_support", "reply_record", "check_cache"]
 
 
@@ -56,17 +58,33 @@ class Limits:
 LIMITS = Limits()
 
 
-def _notice(text: str) -> None:
-    """A one-line notice for people, on stderr (stdout stays machine-readable)."""
-    print(text, file=sys.stderr, flush=True)
+def describe_shop(*, source: Any = None, model: str | None = None) -> str:
+    """One line for people: the catalog (``source.describe()``) and the model a loader would use.
+
+    Raises:
+        ecmm.data.folder.CatalogError: the catalog is malformed.
+    """
+    return _shop(source, model).describe()
 
 
-def load_shop_model(device: Any = None, progress: bool = True) -> tuple[Any, Any, Any]:
-    """The CLIP model fine-tuned on the shop, from the cache (built through the registry once).
+def _shop(source: Any, model: str | None) -> Any:
+    """The :class:`ecmm.assets.Shop` of ``(source, model)`` (None: the environment's catalog / model)."""
+    from ecmm.assets import Shop, active_shop
+    from ecmm.data.catalogs import model_spec
+
+    current = active_shop() if source is None or model is None else None
+    return Shop(current.source if source is None else source, current.model if model is None else model_spec(model))
+
+
+def load_shop_model(device: Any = None, progress: bool = True, *, source: Any = None,
+                    model: str | None = None) -> tuple[Any, Any, Any]:
+    """The CLIP model fine-tuned on the shop's catalog, from the cache (built through the registry once).
 
     Args:
         device: where to put the model; None picks the best available.
         progress: show progress bars (on stderr) if it has to be built.
+        source: the catalog (None: ``open_catalog()``, i.e. ``ECMM_CATALOG`` / ``ECMM_PROFILE``).
+        model: the model spec it is fine-tuned from (None: ``model_spec()``, i.e. ``ECMM_MODEL``).
 
     Returns:
         ``(model, preprocess, tokenizer)``: ``model.encode_image(preprocess(images))`` and
@@ -78,47 +96,55 @@ def load_shop_model(device: Any = None, progress: bool = True) -> tuple[Any, Any
     from ecmm.assets import ensure_asset
     from ecmm.models.clip import load_clip_model
 
-    model = load_clip_model(ensure_asset("shop_clip", progress=progress), device=device)
-    return model, model.preprocess, model.tokenizer
+    shop = _shop(source, model)
+    clip = load_clip_model(ensure_asset("shop_clip", progress=progress, source=shop.source, model=shop.model),
+                           device=device)
+    return clip, clip.preprocess, clip.tokenizer
 
 
-def load_search(device: Any = None, progress: bool = True) -> Any:
-    """The catalog search of the offline shop with the shop model (its index cached).
+def load_search(device: Any = None, progress: bool = True, *, source: Any = None, model: str | None = None) -> Any:
+    """The catalog search of the shop's catalog with its fine-tuned model (index and text side cached).
 
-    The index of photo 0 of every SKU is the registry's ``search_index`` asset (built by
-    :func:`ecmm.search.build_catalog_index` on first use, checked like every artefact). The
-    text-to-text signals of hybrid search use MiniLM sentence embeddings.
+    The index of photo 0 of every SKU and the catalog's encoded text are the registry's
+    ``search_index`` asset (built by :func:`ecmm.search.build_catalog_index` on first use, checked
+    like every artefact). The text-to-text signals of hybrid search use MiniLM sentence embeddings.
+
+    Args:
+        device: where queries are embedded; None picks the best available.
+        progress: show progress (on stderr) if something has to be built.
+        source, model: the catalog and the model spec (None: the environment's).
 
     Returns:
-        An :class:`ecmm.search.CatalogSearch` over every SKU of the offline catalog.
+        An :class:`ecmm.search.CatalogSearch` over every SKU of the catalog.
     """
     from ecmm.artifacts import ArtifactError
     from ecmm.assets import ensure_asset
-    from ecmm.data import load_catalog
-    from ecmm.index import EmbeddingIndex
     from ecmm.models.text import load_text_encoder
     from ecmm.search import CatalogSearch
 
-    model, preprocess, tokenizer = load_shop_model(device=device, progress=progress)
-    catalog = load_catalog("offline")
-    folder = ensure_asset("search_index", progress=progress)
+    shop = _shop(source, model)
+    clip, _, _ = load_shop_model(device=device, progress=progress, source=shop.source, model=shop.model)
+    table = shop.source.table()
+    folder = ensure_asset("search_index", progress=progress, source=shop.source, model=shop.model)
+    text_encoder = load_text_encoder(device=device).encode
     try:
-        index = EmbeddingIndex.load(folder / "index")
+        return CatalogSearch.from_folder(folder, clip, table, device, text_encoder)
     except (OSError, ValueError, KeyError) as error:
         raise ArtifactError(folder, f"the index does not load ({error.__class__.__name__})") from None
-    text_encoder = load_text_encoder(device=device).encode
-    return CatalogSearch(model, preprocess, tokenizer, catalog, index, device, text_encoder=text_encoder)
 
 
-def load_shop() -> Any:
-    """The catalog, simulated log, time split and content embeddings of the shop (a ``RecsysData``)."""
+def load_shop(*, source: Any = None, model: str | None = None) -> Any:
+    """The catalog, interaction log, time split and content embeddings of the shop (a ``RecsysData``).
+
+    The log is the source's own (``source.interactions()``) when it has one, else simulated shoppers.
+    """
     from ecmm.recsys.pipeline import build_recsys_data
 
-    return build_recsys_data(progress=False)
+    return build_recsys_data(progress=False, source=_shop(source, model).source)
 
 
 def fit_recommender(data: Any) -> Any:
-    """The hybrid two-tower model fitted on ``data.split.train``."""
+    """The hybrid two-tower model fitted on ``data.split.train`` (what the ``fitted_recommender`` asset caches)."""
     from ecmm.recsys.pipeline import build_models
 
     model = build_models(data.item_embeddings, quick=data.quick, names=("hybrid",), progress=False)["hybrid"]
@@ -160,20 +186,31 @@ class ShopRecommender:
         return self._rows(self.model.recommend(cart=cart, k=k), self.model.score([cart])[0])
 
 
-def load_recommender(check: Callable[[Any], None] | None = None) -> ShopRecommender:
-    """The shop's hybrid recommender, fitted on the simulated log.
+def load_recommender(check: Callable[[Any], None] | None = None, *, source: Any = None,
+                     model: str | None = None) -> ShopRecommender:
+    """The shop's hybrid recommender, fitted once on the shop's log and cached (``fitted_recommender``).
+
+    The first call fits it (the log is the source's own, else simulated shoppers) and caches it,
+    keyed by the catalog's fingerprint, the seed and quick mode; later calls load it and train nothing.
 
     Args:
-        check: called with the data before fitting (e.g. to refuse an unknown user early).
+        check: called with the data before it is used (e.g. to refuse an unknown user).
+        source, model: the catalog and the model spec (None: the environment's).
     """
-    data = load_shop()
+    from ecmm.assets import ensure_asset
+    from ecmm.recsys.pipeline import load_fitted_recommender
+
+    shop = _shop(source, model)
+    folder = ensure_asset("fitted_recommender", progress=False, source=shop.source, model=shop.model)
+    data, fitted = load_fitted_recommender(folder, shop.source.table())
     if check is not None:
         check(data)
-    return ShopRecommender(data, fit_recommender(data))
+    return ShopRecommender(data, fitted)
 
 
 def load_support(device: Any = None, progress: bool = True, with_photos: bool = True,
-                 search_loader: Callable[[], Any] | None = None) -> Any:
+                 search_loader: Callable[[], Any] | None = None, *, source: Any = None,
+                 model: str | None = None) -> Any:
     """The support assistant: intent classifier, FAQ answers and (optionally) photo lookup.
 
     Args:
@@ -182,7 +219,9 @@ def load_support(device: Any = None, progress: bool = True, with_photos: bool = 
         with_photos: identify the product of an attached photo with the catalog search
             (loaded on the first photo).
         search_loader: a zero-argument function giving the catalog search to use for photos
-            (None: :func:`load_search`).
+            (None: :func:`load_search` of ``source`` and ``model``).
+        source, model: the catalog whose products photos are matched to, and the model spec
+            (None: the environment's).
 
     Returns:
         A :class:`ecmm.service.replies.SupportAssistant`.
@@ -198,7 +237,7 @@ def load_support(device: Any = None, progress: bool = True, with_photos: bool = 
     def find_product(image: np.ndarray) -> str:
         if not searches:
             searches.append(search_loader() if search_loader is not None
-                            else load_search(device=device, progress=progress))
+                            else load_search(device=device, progress=progress, source=source, model=model))
         best = searches[0].search_image(image, k=1).iloc[0]
         return f"{best['colour']} {best['product_type']} ({best['sku_id']})"
 
@@ -214,7 +253,7 @@ def reply_record(reply: Any) -> dict:
 
 
 def check_cache() -> dict[str, str]:
-    """A cheap look at every cached artefact of the registry: cards and file sizes, no sha256.
+    """A cheap look at every cached artefact the active shop uses: cards and file sizes, no sha256.
 
     Returns:
         ``{name: "ok" | "not built" | "outdated" | "damaged: <why> in <folder> (run ...)"}``.
@@ -224,6 +263,8 @@ def check_cache() -> dict[str, str]:
 
     report = {}
     for asset in assets.ASSETS:
+        if not assets.asset_in_use(asset.name):
+            continue
         try:
             folder = assets.asset_dir(asset.name)
             card = read_card(folder, verify=False)

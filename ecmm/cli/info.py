@@ -1,4 +1,8 @@
-"""``ecmm info``: versions, device, profile, cache folder, and what is prepared."""
+"""``ecmm info``: versions, device, profile, the active catalog and model, cache folder, what is prepared.
+
+``--catalog CSV`` / ``--model SPEC`` show another shop's catalog and its cached assets (each
+(catalog, model) pair has its own cache folder for the assets built from it).
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,21 @@ PACKAGES = ("torch", "torchvision", "transformers", "timm", "open_clip_torch", "
 
 def add_parser(subparsers) -> None:
     """Register ``info``."""
-    parser = subparsers.add_parser("info", help="show versions, device, profile, cache and prepared data")
+    from ecmm.cli import add_shop_options
+
+    parser = subparsers.add_parser("info", help="show versions, device, catalog, model, cache and prepared data")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_shop_options(parser)
 
 
 def asset_report() -> list[dict]:
     """Per-asset status from the cards and the file sizes (cheap: no file is hashed, no builder run)."""
-    from ecmm.assets import check_assets
+    from ecmm.assets import asset_in_use, check_assets
 
     report = []
     for status in check_assets(verify=False, recipe=False):
+        if not asset_in_use(status.name):
+            continue  # e.g. the offline catalog for a folder catalog
         size = None
         if status.status in ("ok", "outdated"):
             from ecmm.artifacts import read_card
@@ -39,25 +48,25 @@ def asset_report() -> list[dict]:
 
 def _counts(report: list[dict]) -> dict:
     from ecmm.artifacts import ArtifactError
+    from ecmm.assets import active_shop
 
     counts: dict = {}
-    catalog = next(entry for entry in report if entry["name"] == "catalog")
-    if catalog["status"] in ("ok", "outdated"):
-        from ecmm.artifacts import read_card
-        from ecmm.data import load_catalog
-
+    catalog = next((entry for entry in report if entry["name"] == "catalog"), None)
+    if catalog is None or catalog["status"] in ("ok", "outdated"):  # no catalog asset: the source is read directly
         try:
-            frame = load_catalog(profile="offline")
-            card = read_card(catalog["path"], verify=False)
+            source = active_shop().source
+            frame = source.table()
             counts.update({"skus": len(frame), "product_types": frame["product_type"].nunique(),
                            "categories": frame["category"].nunique(), "colours": frame["colour"].nunique(),
-                           "photos_per_sku": card["images_shape"][1],
+                           "photos_per_sku": source.photos().photos_per_sku,
                            "splits": frame["split"].value_counts().to_dict()})
         except ArtifactError as error:
+            if catalog is None:
+                raise
             catalog.update(status="damaged", detail=error.problem)
     from ecmm.data.intents import load_faq, load_intents
 
-    intents = load_intents(profile="offline")
+    intents = load_intents(profile="offline")  # the support classifier's training messages
     in_scope = intents[intents.split != "out_of_scope"]
     counts.update({"intents": in_scope["intent"].nunique(),
                    "min_templates_per_intent": int(in_scope.groupby("intent")["template_id"].nunique().min()),
@@ -73,10 +82,12 @@ def collect_info() -> dict:
     status, folder and size in bytes. ``ecmm prepare --check`` also hashes the files.
     """
     from ecmm import __version__
+    from ecmm.assets import active_shop
     from ecmm.config import get_settings
     from ecmm.device import describe_device
 
     settings = get_settings()
+    shop = active_shop()
     versions = {}
     for name in PACKAGES:
         try:
@@ -88,7 +99,8 @@ def collect_info() -> dict:
     return {
         "ecmm": __version__, "python": platform.python_version(), "packages": versions,
         "device": describe_device(), "profile": settings.profile, "quick": settings.quick,
-        "cache": str(settings.home),
+        "catalog": shop.source.describe(), "model": shop.model,
+        "cache": str(settings.home), "shop_cache": str(settings.home / shop.scope) if shop.scope else str(settings.home),
         "prepared": {entry["name"]: entry["status"] in ("ok", "outdated") for entry in report},
         "assets": report,
         "counts": counts,
@@ -109,16 +121,20 @@ def run(args: argparse.Namespace) -> int:
     print("packages: " + ", ".join(f"{k} {v or '-'}" for k, v in info["packages"].items()))
     print(f"device:   {info['device']}")
     print(f"profile:  {info['profile']}{' (quick)' if info['quick'] else ''}")
+    print(f"catalog:  {info['catalog']}")
+    print(f"model:    {info['model']}")
     print(f"cache:    {info['cache']}")
+    if info["shop_cache"] != info["cache"]:
+        print(f"          this catalog and model: {info['shop_cache']}")
     print("prepared: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["prepared"].items()))
     for entry in info["assets"]:
         detail = f"  ({entry['detail']})" if entry["detail"] else ""
-        print(f"  {entry['name']:<13} {entry['status']:<9} {_megabytes(entry['bytes']):>10}{detail}")
+        print(f"  {entry['name']:<18} {entry['status']:<9} {_megabytes(entry['bytes']):>10}{detail}")
     for key, value in info["counts"].items():
         print(f"  {key}: {value}")
     flagged = [e["name"] for e in info["assets"] if e["status"] in ("damaged", "outdated")]
     if flagged:
         print(f"Run `ecmm prepare --repair` to rebuild {', '.join(flagged)}.")
-    if not info["prepared"].get("catalog"):
+    if not info["prepared"].get("catalog", True):
         print("Run `ecmm prepare` to build the data and pretrained assets.")
     return 0

@@ -6,6 +6,9 @@
   something needs ``ecmm prepare``.
 - ``ecmm prepare --repair``: rebuild only the damaged and outdated assets (and their dependants).
 - ``--force``: rebuild even when ok, into a temporary folder swapped in only on success.
+- ``--catalog CSV`` / ``--model SPEC``: the assets of that catalog and model (their own cache
+  folder); assets the pair does not use (the offline catalog for your own, the kit's pretrained
+  model for an open_clip one) are left alone unless ``--only`` names them.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ def add_parser(subparsers) -> None:
     action.add_argument("--force", action="store_true", help="rebuild even when ok (swapped in only on success)")
     parser.add_argument("--only", nargs="+", choices=[a.name for a in ASSETS], metavar="ASSET",
                         help="only these assets (default: the default ones, plus every built one)")
+    from ecmm.cli import add_shop_options
+
+    add_shop_options(parser)
 
 
 def status_table(statuses) -> str:
     """The ``--check`` table: one line per asset with its status, folder and (if not ok) why."""
-    lines = [f"{'asset':<13} {'status':<9} path"]
+    lines = [f"{'asset':<18} {'status':<9} path"]
     for status in statuses:
         detail = f"  ({status.detail})" if status.detail else ""
-        lines.append(f"{status.name:<13} {status.status:<9} {status.path}{detail}")
+        lines.append(f"{status.name:<18} {status.status:<9} {status.path}{detail}")
     return "\n".join(lines)
 
 
@@ -42,13 +48,11 @@ def _needs_work(status, default: bool) -> bool:
 
 
 def _check(only) -> int:
-    from ecmm.assets import check_assets, get_asset
-
     from dataclasses import replace
 
-    from ecmm.assets import builder_available
+    from ecmm.assets import asset_in_use, builder_available, check_assets, get_asset
 
-    statuses = [s for s in check_assets() if not only or s.name in only]
+    statuses = [s for s in check_assets() if (s.name in only if only else asset_in_use(s.name))]
     statuses = [replace(s, detail="its builder is not in this version of the kit")
                 if s.status == "missing" and not builder_available(s.name) else s for s in statuses]
     print(status_table(statuses))
@@ -68,14 +72,17 @@ def _check(only) -> int:
 def run(args: argparse.Namespace) -> int:
     """Check, repair or build the assets in registry order, printing one line per asset."""
     from ecmm.artifacts import ArtifactError
-    from ecmm.assets import ASSETS, MissingBuilderError, asset_status, builder_available, ensure_asset
+    from ecmm.assets import ASSETS, MissingBuilderError, active_shop, asset_in_use, asset_status, builder_available, \
+        ensure_asset
+    from ecmm.cli import announce_shop
     from ecmm.config import get_settings
 
+    announce_shop("prepare")
     if args.check:
         return _check(args.only)
     failures = 0
     for asset in ASSETS:
-        if args.only and asset.name not in args.only:
+        if (asset.name not in args.only) if args.only else not asset_in_use(asset.name):
             continue
         start = time.perf_counter()
         status = asset_status(asset.name)
@@ -98,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
                 failures += 1
                 continue
         print(f"{asset.name:9s} ready in {time.perf_counter() - start:6.1f} s  ({asset.description}{why})")
-    print(f"cache: {get_settings().home}")
+    scope = active_shop().scope
+    print(f"cache: {get_settings().home}" + (f" (this catalog and model: {get_settings().home / scope})" if scope else ""))
     return 1 if failures else 0

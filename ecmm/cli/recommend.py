@@ -6,10 +6,11 @@ Examples::
     ecmm recommend --user u00042 --json
     ecmm recommend --cart SKU_ID,SKU_ID --k 10
 
-The shop's users come from the interaction simulator (offline profile), so the command first
-builds the same data as the recommendation notebook and fits the hybrid model
-(:func:`ecmm.app.load_recommender`). Ids and k are checked like the server's
-(:mod:`ecmm.validation`); unknown users or SKUs: one line on stderr, exit status 2.
+The shop's users come from its own event log when the catalog has one (a folder catalog's
+``interactions.csv``), else from the interaction simulator. The hybrid model is fitted once on
+them and cached per catalog (:func:`ecmm.app.load_recommender`): later runs load it and train
+nothing. Ids and k are checked like the server's (:mod:`ecmm.validation`); unknown users or SKUs:
+one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 
 from ecmm.app import LIMITS
+from ecmm.cli import add_shop_options, announce_shop
 
 __all__ = ["add_parser", "run"]
 
@@ -30,6 +32,7 @@ def add_parser(subparsers) -> None:
     target.add_argument("--cart", metavar="SKU,SKU", help="comma-separated SKU ids in the cart")
     parser.add_argument("--k", type=int, default=10, help=f"how many products (1..{LIMITS.recommend_k}, default 10)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    add_shop_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
     user_id = check_user_id(args.user) if args.user is not None else None
     cart_ids = check_sku_ids(args.cart) if user_id is None else None
 
-    def check_ids(data) -> None:  # refuse unknown ids before the (slower) training
+    def check_ids(data) -> None:  # refuse unknown ids with one line
         if user_id is not None:
             data.split.user_index(user_id)
         else:
             data.split.item_indices(cart_ids)
 
+    announce_shop("recommend")
     recommender = app.load_recommender(check=check_ids)
     rows = recommender.for_user(user_id, k) if user_id is not None else recommender.for_cart(cart_ids, k)
     if args.json:

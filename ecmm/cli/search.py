@@ -1,6 +1,7 @@
-"""``ecmm search "QUERY" [--image PATH] [--k 10] [--mode MODE] [--json]``: search the offline catalog.
+"""``ecmm search "QUERY" [--image PATH] [--k 10] [--mode MODE] [--json] [--catalog CSV] [--model SPEC]``.
 
-Uses the CLIP model fine-tuned on the shop (built with a progress bar on first use, then cached).
+Searches the shop's catalog (the offline shop, the hub's, or your own with ``--catalog``) with the
+CLIP model fine-tuned on it (built with a progress bar on first use, then cached per catalog and model).
 With ``--image`` the photo is the query and QUERY may be omitted. The query, k and the photo are
 checked like the server's (:mod:`ecmm.validation`, limits in :data:`ecmm.app.LIMITS`).
 """
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ecmm.app import LIMITS
+from ecmm.cli import add_shop_options, announce_shop
 
 __all__ = ["add_parser", "validate", "run"]
 
@@ -26,6 +28,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--mode", default=None,
                         help="text search: dense (CLIP), lexical (words) or hybrid; default: the measured best")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_shop_options(parser)
 
 
 def validate(args: argparse.Namespace) -> tuple[str | None, object]:
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ecmm.search import results_to_records
 
     query, image = validate(args)
+    announce_shop("search")
     search = load_search()
     if image is not None:
         results = search.search_image(image, args.k)

@@ -4,7 +4,8 @@ Prints ``{intent, confidence, in_scope, answer, product}``. The intent classifie
 end to end with a softmax head, probabilities temperature-scaled and a rejection threshold chosen
 on the validation split) is trained on first use and cached (:mod:`ecmm.service.assistant`);
 later calls only load it. Notices and progress go to stderr, so ``--json`` prints only JSON.
-The message and the photo are checked like the server's (:mod:`ecmm.validation`).
+The message and the photo are checked like the server's (:mod:`ecmm.validation`). With ``--image``
+the product is identified in the shop's catalog (``--catalog CSV`` for your own) by photo search.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 
 from ecmm.app import LIMITS
+from ecmm.cli import add_shop_options, announce_shop
 
 __all__ = ["add_parser", "run"]
 
@@ -24,6 +26,7 @@ def add_parser(subparsers) -> None:
                                         "characters)")
     parser.add_argument("--image", metavar="PATH", help="a photo of the product the message is about (PNG, JPEG, WebP)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_shop_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     message = check_message(args.message)
     image = check_image_file(args.image) if args.image else None
+    announce_shop("support")
     assistant = load_support(with_photos=image is not None)
     reply = assistant.reply(message, image=image)
     result = reply_record(reply)
