@@ -164,7 +164,8 @@ def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> Fas
     """Build the FastAPI app.
 
     Args:
-        backends: factories of the models; None uses :func:`default_backends` (the offline shop).
+        backends: factories of the models; None uses :func:`default_backends` (the environment's catalog
+            and model: ``ECMM_CATALOG`` / ``ECMM_PROFILE``, ``ECMM_MODEL``).
         limits: input limits (the command line's, :data:`ecmm.app.LIMITS`, by default).
 
     Returns:
@@ -288,35 +289,54 @@ def create_app(backends: Backends | None = None, limits: Limits = LIMITS) -> Fas
     return app
 
 
-def default_backends(device: Any = None) -> Backends:
-    """The offline shop's backends (from :mod:`ecmm.app`): search, recommender, support assistant.
+def default_backends(device: Any = None, *, source: Any = None, model: str | None = None) -> Backends:
+    """The shop's backends (from :mod:`ecmm.app`): search, recommender, support assistant, photos.
 
     Each is loaded on the first request that needs it (built and cached the first time, like the
-    ``ecmm search`` / ``recommend`` / ``support`` commands). ``/health`` looks at the cache's cards.
+    ``ecmm search`` / ``recommend`` / ``support`` commands). Photos are read from the catalog
+    source on request (``source.photos()[row, 0]``), never held as one array. ``/health`` looks
+    at the cache's cards.
+
+    Args:
+        device: where the models run; None picks the best available.
+        source: the catalog (None: ``open_catalog()``, i.e. ``ECMM_CATALOG`` / ``ECMM_PROFILE``).
+        model: the model spec (None: ``model_spec()``, i.e. ``ECMM_MODEL``).
     """
     from ecmm import app as wiring
 
     shared: dict[str, Any] = {}
     lock = threading.Lock()
 
+    def shop_source() -> Any:
+        with lock:
+            if "source" not in shared:
+                if source is not None:
+                    shared["source"] = source
+                else:
+                    from ecmm.assets import active_shop
+
+                    shared["source"] = active_shop().source
+        return shared["source"]
+
     def search() -> Any:
+        catalog = shop_source()
         with lock:
             if "search" not in shared:
-                shared["search"] = wiring.load_search(device=device, progress=False)
+                shared["search"] = wiring.load_search(device=device, progress=False, source=catalog, model=model)
         return shared["search"]
 
     def recommend() -> Callable[[str, int], list]:
-        return wiring.load_recommender()  # callable (user_id, k); .user_ids lists the known users
+        return wiring.load_recommender(source=shop_source(), model=model)  # callable (user_id, k); .user_ids
 
     def support() -> Callable[[str, Any], dict]:
-        assistant = wiring.load_support(device=device, progress=False, search_loader=search)
+        assistant = wiring.load_support(device=device, progress=False, search_loader=search, source=shop_source(),
+                                        model=model)
         return lambda message, image: wiring.reply_record(assistant.reply(message, image=image))
 
     def photo() -> Callable[[str], np.ndarray]:
-        from ecmm.data import load_catalog, load_photos
-
-        catalog, photos = load_catalog("offline"), load_photos("offline")
-        rows = {sku: row for row, sku in enumerate(catalog["sku_id"].astype(str))}
+        catalog = shop_source()
+        photos = catalog.photos()  # lazy: one SKU's photos are decoded per request
+        rows = {sku: row for row, sku in enumerate(catalog.table()["sku_id"].astype(str))}
         return lambda sku_id: photos[rows[sku_id], 0]
 
     return Backends(search=search, recommend=recommend, support=support, photo=photo, health=wiring.check_cache)
