@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     if args.benchmark is None:
         parser.print_help()
         return 2
+    from ecmm.cli import apply_shop_options
+
+    apply_shop_options(args)  # --catalog / --model / --skip-bad-images, as for the ecmm command
     try:
         return int(importlib.import_module(f"ecmm.bench.{args.benchmark}").run(args) or 0)
     except (ValueError, FileNotFoundError) as error:

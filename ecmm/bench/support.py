@@ -11,8 +11,9 @@ Prints the tables and optionally writes::
 MODEL is ``tfidf``, ``frozen`` or ``finetuned`` (few-shot runs train ``tfidf`` and ``frozen``; fine-tuning
 per few-shot run would multiply the CPU time). ``ECMM_QUICK=1`` shrinks epochs, shots and seeds.
 Out-of-scope rejection and tickets use the fine-tuned classifier; ``calibration`` holds its test ECE
-before and after temperature scaling fitted on validation, and the temperature. Tickets need the
-CLIP shop model of notebook 04 (built on first use); ``--skip-tickets`` leaves them ``null``.
+before and after temperature scaling fitted on validation, and the temperature. Tickets draw photos
+of the shop's catalog (``--catalog CSV`` / ``--model SPEC`` for another) and need its fine-tuned
+CLIP model (built on first use); ``--skip-tickets`` leaves them ``null``.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--skip-tickets", action="store_true",
                         help="skip the photo + text tickets (they need the CLIP shop model of notebook 04)")
     parser.add_argument("--num-tickets", type=int, default=200, help="generated tickets to evaluate")
+    from ecmm.cli import add_shop_options
+
+    add_shop_options(parser)
 
 
 def _tickets(classifier, label_names, num_tickets: int, seed: int) -> dict:
-    from ecmm.data import load_catalog, load_photos
     from ecmm.app import load_search
+    from ecmm.assets import active_shop
     from ecmm.service.tickets import evaluate_tickets, identify_products, make_tickets
 
-    tickets, images = make_tickets(load_catalog("offline"), load_photos("offline"), num_tickets, seed=seed)
-    matches = identify_products(load_search(progress=False), images, k=5)
+    source = active_shop().source
+    tickets, images = make_tickets(source.table(), source.photos(), num_tickets, seed=seed)
+    matches = identify_products(load_search(progress=False, source=source), images, k=5)
     probabilities = classifier.predict_proba(tickets["message"].tolist())
     return evaluate_tickets(tickets, matches, probabilities, label_names)
 
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     seed_everything(settings.seed)
     start = time.perf_counter()
-    splits = split_intents(load_intents(profile=settings.profile))
+    splits = split_intents(load_intents())
     encoder = load_text_encoder()
     config = FineTuneConfig(num_epochs=1 if settings.quick else 2)
     cache: dict = {}  # text -> frozen embedding, shared by the frozen runs

@@ -8,7 +8,7 @@ index holds photo 0) plus a message written for this evaluation, never seen in t
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ TICKET_MESSAGES: dict[str, tuple[str, ...]] = {  # intent -> messages sent with 
 
 def make_tickets(
     catalog: pd.DataFrame,
-    photos: np.ndarray,
+    photos: Any,
     num_tickets: int,
     seed: int = 0,
     messages: dict[str, Sequence[str]] | None = None,
@@ -39,8 +39,10 @@ def make_tickets(
     """Draw evaluation tickets: a SKU, one of its non-gallery photos, an intent and a message.
 
     Args:
-        catalog: shop catalog aligned with ``photos``.
-        photos: uint8 ``(num_skus, photos_per_sku, H, W, 3)``; photo 0 is the search gallery.
+        catalog: shop catalog aligned with ``photos`` (a catalog source's ``table()``).
+        photos: the source's :class:`~ecmm.data.catalogs.PhotoSet` (only the drawn photos are
+            decoded) or a uint8 ``(num_skus, photos_per_sku, H, W, 3)`` array; photo 0 is the
+            search gallery.
         num_tickets: how many tickets to draw.
         seed: seed of every draw.
         messages: intent -> messages; None uses :data:`TICKET_MESSAGES`.
@@ -52,7 +54,7 @@ def make_tickets(
     messages = TICKET_MESSAGES if messages is None else messages
     if num_tickets < 1:
         raise ValueError(f"num_tickets must be >= 1, got {num_tickets}.")
-    if photos.ndim != 5 or photos.shape[0] != len(catalog) or photos.shape[1] < 2:
+    if len(photos.shape) != 5 or photos.shape[0] != len(catalog) or photos.shape[1] < 2:
         raise ValueError("photos must be (num_skus, photos_per_sku >= 2, H, W, 3), aligned with catalog rows.")
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(catalog), size=num_tickets, replace=num_tickets > len(catalog))
@@ -61,7 +63,8 @@ def make_tickets(
     texts = [str(rng.choice(list(messages[intent]))) for intent in intents]
     tickets = catalog.iloc[rows][["sku_id", "product_type", "colour"]].reset_index(drop=True)
     tickets = tickets.assign(photo=views, message=texts, intent=intents)
-    return tickets, photos[rows, views]
+    images = np.stack([np.asarray(photos[int(row)][int(view)], dtype=np.uint8) for row, view in zip(rows, views)])
+    return tickets, images
 
 
 def identify_products(search, images: np.ndarray, k: int = 5) -> list[pd.DataFrame]:
