@@ -211,19 +211,26 @@ def load_vocabulary() -> QueryVocabulary:
 
 def vocabulary_for(catalog) -> QueryVocabulary:
     """The vocabulary of any catalog: its own ``colour`` and ``product_type`` values, with the
-    packaged synonyms and uses of the values it shares with the offline shop (matched in lower case).
+    packaged synonyms and uses of the values it shares with the offline shop (compared in lower
+    case, a plural name also by its singular: "Backpacks" shares "backpack"'s).
 
     Args:
         catalog: a DataFrame with ``colour`` and ``product_type`` columns.
     """
     table = _resource()
-    known_colours = {normalise_text(key): value for key, value in table["colours"].items()}
-    known_types = {normalise_text(key): value for key, value in table["product_types"].items()}
-    known_uses = {normalise_text(key): value for key, value in table.get("uses", {}).items()}
-    colours = {value: known_colours.get(normalise_text(value), []) for value in catalog["colour"].astype(str).unique()}
+
+    def shared(packaged: dict, value: str) -> list[str]:
+        known = {normalise_text(key): entries for key, entries in packaged.items()}
+        name = normalise_text(value)
+        for form in (name, name[:-2] if name.endswith(("ches", "shes", "xes")) else name, name[:-1]):
+            if form in known:
+                return list(known[form])
+        return []
+
+    colours = {value: shared(table["colours"], value) for value in catalog["colour"].astype(str).unique()}
     types = sorted(catalog["product_type"].astype(str).unique())
-    return build_vocabulary(colours, {value: known_types.get(normalise_text(value), []) for value in types},
-                            {value: known_uses[normalise_text(value)] for value in types if normalise_text(value) in known_uses},
+    return build_vocabulary(colours, {value: shared(table["product_types"], value) for value in types},
+                            {value: shared(table.get("uses", {}), value) for value in types},
                             table.get("everyday_words", ()))
 
 

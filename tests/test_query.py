@@ -95,7 +95,9 @@ def test_vocabulary_of_another_catalog_comes_from_its_table():
     assert parse_query("navy blue backpack", vocabulary).colours == ("Navy Blue",)
     assert parse_query("scarlet tshirt", vocabulary).colours == ("red",)  # the packaged synonyms of a shared value
     assert parse_query("black watch", vocabulary).product_types == ("Watches",)
-    assert parse_query("rucksack", vocabulary).product_types == ()  # "backpack"'s synonyms belong to the offline name
+    assert parse_query("rucksack", vocabulary).product_types == ("Backpacks",)  # "backpack"'s synonyms, by its singular
+    assert parse_query("to tell the time", vocabulary).product_types == ("Watches",)  # and its uses
+    assert parse_query("a kimono", vocabulary).product_types == ()  # a type the catalog does not have
 
 
 @pytest.mark.parametrize("name", ["freeform", "validation"])
