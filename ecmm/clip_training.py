@@ -15,7 +15,9 @@ model exposes, never from its name:
   tokens (``tail=None``, ``text="tokens"``) and goes through its own ``encode_*``.
 
 The caches are memoised per weights digest and inputs, so the several runs of one session
-(recipes, label fractions) compute them once.
+(recipes, label fractions) compute them once.  A catalog whose preprocessed photos would not fit
+in memory is read batch by batch instead (:class:`StreamedPhotos`): its frozen blocks run on each
+batch and nothing is cached over the catalog.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TrainingView", "PairBatches", "TEXT_INPUTS", "splits_image_tower", "splits_text_tower", "weights_digest",
-           "preprocessed_photos", "frozen_maps", "text_features", "pad_hidden"]
+from ecmm.data.catalogs import ArrayPhotos, PhotoSet
+
+__all__ = ["TrainingView", "PairBatches", "StreamedPhotos", "TEXT_INPUTS", "splits_image_tower", "splits_text_tower",
+           "weights_digest", "preprocessed_photos", "preprocessed_bytes", "photo_inputs", "frozen_maps", "text_features",
+           "text_inputs", "pad_hidden"]
 
 TEXT_INPUTS = ("features", "hidden", "tokens")
 
@@ -63,8 +68,8 @@ class TrainingView(nn.Module):
         model: the CLIP-like model (its modules are shared, not copied).
         tail: the trained last CNN blocks applied to cached maps, or None (photos go through
             ``model.encode_image``).
-        text: ``"features"`` (cached MiniLM features), ``"hidden"`` (cached states before MiniLM's
-            last layer) or ``"tokens"`` (``model.encode_text``).
+        text: ``"features"`` (cached MiniLM features), ``"hidden"`` (states before MiniLM's last
+            layer: cached, or computed per batch from MiniLM tokens) or ``"tokens"`` (``model.encode_text``).
     """
 
     def __init__(self, model: nn.Module, tail: nn.Module | None, text: str) -> None:
@@ -85,6 +90,8 @@ class TrainingView(nn.Module):
             return self.model.project_text(tokens)
         if self.text == "tokens":
             return self.model.encode_text(tokens)
+        if "hidden" not in tokens:  # tokens of a streamed run: the frozen layers run on this batch
+            tokens = self.hidden_states(tokens)
         mask = tokens["mask"]  # (B, T)
         keep = int(mask.sum(1).max())
         mask, hidden = mask[:, :keep], tokens["hidden"][:, :keep]  # (B, t), (B, t, D)
@@ -93,6 +100,17 @@ class TrainingView(nn.Module):
         out = out[0] if isinstance(out, tuple) else out  # (B, t, D)
         weights = mask.unsqueeze(-1).to(out.dtype)
         return self.model.project_text((out * weights).sum(1) / weights.sum(1).clamp(min=1e-9))
+
+    @torch.no_grad()
+    def hidden_states(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"input_ids", "attention_mask"}`` ``(B, T)`` -> the states entering MiniLM's last layer
+        ``{"hidden": (B, T, D), "mask": (B, T)}``, as :func:`text_features` caches them (eval, no gradient)."""
+        encoder = self.model.text_encoder
+        training = encoder.training
+        states = encoder.eval().transformer(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                                            output_hidden_states=True).hidden_states[-2]
+        encoder.train(training)
+        return {"hidden": states, "mask": tokens["attention_mask"]}
 
     def scale(self) -> torch.Tensor:
         """The model's clamped ``exp(logit_scale)``."""
@@ -103,18 +121,73 @@ class TrainingView(nn.Module):
         return self.encode_image(images), self.encode_text(tokens), self.scale()
 
 
-_PHOTOS: list = []  # [weakref to the photos array, preprocessing key, (S, P, 3, s, s) tensor]
+_PHOTOS: list = []  # [weakref to the photos, preprocessing key, (S, P, 3, s, s) tensor]
 
 
-def preprocessed_photos(preprocess: Any, photos: np.ndarray) -> torch.Tensor:
-    """All photos through ``preprocess``, once per photos array: ``(num_skus, per_sku, 3, S, S)`` on CPU."""
+def preprocessed_photos(preprocess: Any, photos: Any) -> torch.Tensor:
+    """All photos through ``preprocess``, once per photos object: ``(num_skus, per_sku, 3, S, S)`` on CPU.
+
+    Args:
+        preprocess: the model's preprocessing (uint8 ``(n, H, W, 3)`` -> float ``(n, 3, S, S)``).
+        photos: a uint8 ``(num_skus, per_sku, H, W, 3)`` array or a :class:`ecmm.data.catalogs.PhotoSet`
+            (read in chunks of SKUs). Only for catalogs whose preprocessed photos fit in memory:
+            a large catalog goes through :class:`StreamedPhotos` instead.
+    """
     key = (getattr(preprocess, "image_size", id(preprocess)), tuple(getattr(preprocess, "mean", ())),
-           tuple(getattr(preprocess, "std", ())), photos.shape)
+           tuple(getattr(preprocess, "std", ())), tuple(photos.shape))
     if not (_PHOTOS and _PHOTOS[0]() is photos and _PHOTOS[1] == key):
-        flat = photos.reshape(-1, *photos.shape[2:])
-        inputs = torch.cat([preprocess(np.array(flat[start:start + 512])) for start in range(0, len(flat), 512)])
+        _PHOTOS.clear()  # the previous catalog's tensor goes before this one is built
+        if isinstance(photos, np.ndarray):
+            flat = photos.reshape(-1, *photos.shape[2:])
+            inputs = torch.cat([preprocess(np.array(flat[start:start + 512])) for start in range(0, len(flat), 512)])
+        else:  # a PhotoSet: 128 SKUs at a time
+            inputs = torch.cat([preprocess(photos[start:start + 128].reshape(-1, *photos.shape[2:]))
+                                for start in range(0, len(photos), 128)])
         _PHOTOS[:] = [weakref.ref(photos), key, inputs.view(*photos.shape[:2], *inputs.shape[1:])]
     return _PHOTOS[2]
+
+
+class StreamedPhotos:
+    """The training photos of a catalog too large to preprocess at once, read batch by batch.
+
+    Stands where the cached ``(R * per_sku, ...)`` tensor of :func:`preprocessed_photos` would:
+    position ``p`` is photo ``p % per_sku`` of SKU ``rows[p // per_sku]``, and indexing with a
+    tensor of positions reads only those SKUs (each once) through the :class:`PhotoSet`,
+    preprocesses them and, when ``frozen`` is given, runs the frozen first blocks over the batch
+    (no cache over the catalog), so memory follows the batch, not the catalog.
+
+    Args:
+        photos: the catalog's photos (``read(row)`` -> uint8 ``(P, H, W, 3)``).
+        rows: catalog rows of the training SKUs.
+        preprocess: the model's preprocessing.
+        frozen: the frozen first image blocks (or None: the preprocessed photos are the inputs).
+        device: where ``frozen`` runs (and where its maps are returned).
+    """
+
+    def __init__(self, photos: Any, rows: Sequence[int], preprocess: Any, frozen: nn.Module | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        self.photos, self.rows, self.preprocess = photos, np.asarray(rows, dtype=np.int64), preprocess
+        self.per_sku = int(photos.shape[1])
+        self.device = torch.device("cpu")  # where positions are given
+        self.frozen_device = torch.device(device)
+        self.frozen = frozen.to(self.frozen_device).eval() if frozen is not None else None
+
+    def __len__(self) -> int:
+        return len(self.rows) * self.per_sku
+
+    def __getitem__(self, positions: torch.Tensor) -> torch.Tensor:
+        """Positions ``(B,)`` -> preprocessed photos ``(B, 3, S, S)`` (or frozen maps ``(B, C, h, w)``)."""
+        positions = torch.as_tensor(positions).cpu().numpy()
+        if len(positions) == 0:  # a rank whose share of the batch is all replay
+            return self[torch.zeros(1, dtype=torch.long)][:0]
+        skus, photo = positions // self.per_sku, positions % self.per_sku
+        read = {int(sku): self.photos.read(int(self.rows[sku])) for sku in np.unique(skus)}  # (P, H, W, 3) each
+        pixels = np.stack([read[int(sku)][int(k)] for sku, k in zip(skus, photo)])  # (B, H, W, 3)
+        inputs = self.preprocess(pixels)  # (B, 3, S, S)
+        if self.frozen is None:
+            return inputs
+        with torch.no_grad():  # eval: the loop's train() reaches these shared blocks too
+            return self.frozen.eval()(inputs.to(self.frozen_device))
 
 
 @torch.no_grad()
@@ -123,6 +196,39 @@ def frozen_maps(blocks: Sequence[nn.Module], inputs: torch.Tensor, device: torch
     """Run the frozen first ``blocks`` over ``inputs`` ``(P, 3, S, S)`` once -> ``(P, C, h, w)`` on ``device``."""
     frozen = nn.Sequential(*blocks).to(device).eval()
     return torch.cat([frozen(inputs[start:start + chunk].to(device)) for start in range(0, len(inputs), chunk)])
+
+
+def preprocessed_bytes(preprocess: Any, photos: PhotoSet | np.ndarray) -> int:
+    """Bytes of every photo of a catalog after ``preprocess`` (what the cached path holds), from one probe photo."""
+    probe = preprocess(np.array(photos[0, 0])[None])  # (1, 3, S, S)
+    return len(photos) * int(photos.shape[1]) * probe[0].numel() * probe.element_size()
+
+
+def photo_inputs(model: Any, view: TrainingView, preprocess: Any, photos: Any, rows: np.ndarray, stream: bool,
+                  device: torch.device) -> torch.Tensor | StreamedPhotos:
+    """The training photos as the view takes them: a cached tensor, or read per batch when ``stream``.
+
+    Args:
+        model: the (copied, locked) model; view: its :class:`TrainingView`.
+        preprocess: the model's preprocessing; photos: the catalog's ``(N, P, H, W, 3)`` photos.
+        rows: catalog rows of the training SKUs (``R`` of them).
+        stream: read each batch's photos through the PhotoSet instead of preprocessing the catalog.
+        device: where the frozen blocks run.
+
+    Returns:
+        ``(R * P, 3, S, S)`` preprocessed photos or ``(R * P, C, h, w)`` frozen maps, cached; or a
+        :class:`StreamedPhotos` giving the same per batch.
+    """
+    frozen = None
+    if view.tail is not None:  # the frozen blocks before the trained tail
+        stack = list(model.backbone.blocks)
+        frozen = stack[:len(stack) - len(view.tail)]
+    if stream:
+        readable = photos if isinstance(photos, PhotoSet) else ArrayPhotos(photos)
+        return StreamedPhotos(readable, rows, preprocess, None if frozen is None else torch.nn.Sequential(*frozen), device)
+    array = photos.array if isinstance(photos, ArrayPhotos) else photos  # one cache per array, whatever wraps it
+    inputs = preprocessed_photos(preprocess, array)[torch.as_tensor(rows)].flatten(0, 1)  # (R * P, 3, S, S)
+    return inputs if frozen is None else frozen_maps(frozen, inputs, device)  # (R * P, C, h, w), once
 
 
 _TEXTS: dict[tuple, dict[str, torch.Tensor]] = {}  # MiniLM outputs reused across runs of one session
@@ -166,6 +272,18 @@ def _encode(encoder: Any, texts: list[str], hidden: bool, device: torch.device,
     return {"hidden": stacked, "mask": tokens["attention_mask"]} if hidden else {"features": stacked}
 
 
+def text_inputs(model: Any, view: TrainingView, texts: list[str], device: torch.device) -> Any:
+    """What the view's ``encode_text`` takes for every caption: cached features / states, or the strings.
+
+    Shapes:
+        ``N`` strings -> ``{"features": (N, 384)}``, ``{"hidden": (N, T, D), "mask": (N, T)}`` or the ``N`` strings.
+    """
+    if view.text == "tokens":
+        return list(texts)
+    cache = text_features(model.text_encoder, texts, view.text == "hidden", device)
+    return cache["features"] if view.text == "features" else cache
+
+
 def pad_hidden(cache: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
     """Zero-pad cached hidden states ``(N, T, D)`` and mask ``(N, T)`` to ``length`` tokens."""
     extra = length - cache["mask"].shape[1]
@@ -175,7 +293,8 @@ def pad_hidden(cache: dict[str, torch.Tensor], length: int) -> dict[str, torch.T
 class PairBatches:
     """Endless seeded global batches of (photo, caption) pairs of a shop, this rank's shard of each.
 
-    ``images`` ``(P, ...)`` are the photos (or their cached maps), ``per_sku`` photos per SKU;
+    ``images`` ``(P, ...)`` are the photos (or their cached maps, or a :class:`StreamedPhotos` that
+    reads them per batch), ``per_sku`` photos per SKU;
     ``texts`` hold ``2 * num_skus`` captions (titles, then descriptions) as cached features, cached
     states or strings (tokenised here); ``source`` = ``(images, texts, name ids)`` of ``replay``
     replayed pairs per batch.
@@ -198,20 +317,24 @@ class PairBatches:
         return texts[rows.to(texts.device)]
 
     def __iter__(self):
+        mine = torch.arange(self.batch_size + self.replay)[self.part]  # this rank's positions in the global batch
         while True:
             pair = torch.randperm(len(self.images), generator=self.generator)[:self.batch_size]  # photo positions
             sku = pair // self.per_sku  # (B,) position in the subset
             caption = sku + self.num_skus * torch.randint(2, (len(pair),), generator=self.generator)  # title / description
-            images, texts, ids = self.images[pair.to(self.images.device)], self._texts(self.texts, caption), sku
+            texts, ids = self._texts(self.texts, caption), sku
+            images = self.images[pair[mine[mine < len(pair)]].to(self.images.device)]  # only this rank's photos
             if self.replay:
                 source_images, source_texts, source_ids = self.source
                 icon = torch.randperm(len(source_images), generator=self.generator)[:self.replay]
-                images = torch.cat([images, source_images[icon.to(source_images.device)]])
+                replayed = mine[mine >= len(pair)] - len(pair)
+                replayed = icon[replayed[replayed < len(icon)]]
+                images = torch.cat([images, source_images[replayed.to(source_images.device)].to(images.device)])
                 texts = _concat(texts, self._texts(source_texts, icon))
                 ids = torch.cat([ids, self.num_skus + source_ids[icon]])
             texts = _slice(texts, self.part)
             tokens = self.tokenizer(texts) if isinstance(texts, list) else texts
-            yield {"images": images[self.part], "tokens": tokens, "caption_ids": ids}
+            yield {"images": images, "tokens": tokens, "caption_ids": ids}
 
 
 def _concat(first: Any, second: Any) -> Any:

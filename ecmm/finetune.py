@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,62 +38,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecmm.clip_training import (PairBatches, TrainingView, frozen_maps, pad_hidden, preprocessed_photos,
-                                splits_image_tower, splits_text_tower, text_features, weights_digest)
+from ecmm.clip_training import (PairBatches, TrainingView, frozen_maps, pad_hidden, photo_inputs, preprocessed_bytes,
+                                splits_image_tower, splits_text_tower, text_inputs, weights_digest)
+from ecmm.data.catalogs import CatalogSource, PhotoSet
 from ecmm.distributed import (DistributedContext, gather_with_grad, init_distributed, shard_positions,
                               shutdown_distributed, single_process, wrap_data_parallel)
+from ecmm.finetune_recipe import (INITS, MODES, RECIPE_VERSION, FinetuneConfig, catalog_record, default_config,
+                                  model_sha256, recipe_tag, save_shop_model, shop_model_dir, training_pairs)
 from ecmm.train import clip_step, fit
 
-__all__ = ["FinetuneConfig", "MODES", "RECIPE_VERSION", "finetune", "interpolate_weights", "build_shop_model", "save_shop_model",
-           "shop_model_dir", "recipe_tag", "training_pairs", "model_sha256", "main"]
+__all__ = ["FinetuneConfig", "MODES", "RECIPE_VERSION", "PHOTO_CACHE_BYTES", "default_config", "finetune",
+           "interpolate_weights", "build_shop_model", "base_model", "save_shop_model", "catalog_record", "shop_model_dir",
+           "recipe_tag", "training_pairs", "model_sha256", "main"]
 
-RECIPE_VERSION = 2  # of the shop model: a cached "shop_clip" with another version is rebuilt by the registry
-MODES = ("text_locked", "text_last_layer", "image_locked", "full")
-INITS = ("pretrained", "scratch")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Recipe of a fine-tuning run on the shop's training pairs."""
-
-    mode: str = "text_locked"  # what stays locked: one of MODES (see the module docstring)
-    init: str = "pretrained"  # "pretrained": the contrastively pretrained model; "scratch": random image tower
-    label_fraction: float = 1.0  # share of training SKUs used (seeded choice)
-    steps: int = 300  # optimiser steps
-    batch_size: int = 96  # (photo, caption) pairs per step (the global batch under torchrun)
-    learning_rate: float = 2e-3  # projections and temperature
-    image_learning_rate: float = 5e-4  # trained image blocks (all of the image tower from scratch)
-    text_learning_rate: float = 5e-5  # trained text layers
-    weight_decay: float = 1e-4  # AdamW weight decay
-    warmup_steps: int = 20  # linear warm-up, then cosine decay
-    image_blocks: int = 5  # image blocks / groups that train, from the end (5: all of the kit's CNN; 0: locked)
-    train_text_projection: bool = True  # False keeps pretraining's text map (unseen type names stay put)
-    replay_fraction: float = 0.5  # share of each batch drawn from source (icon, name) pairs; pretrained only
-    amp: str | None = None  # mixed precision of the step: None, "bf16" (CPU or CUDA) or "fp16" (CUDA)
-    seed: int = 0  # seed of the SKU subset, batch order and caption choice
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}; got {self.mode!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
-        if self.init == "scratch" and self.mode == "image_locked":
-            raise ValueError("init='scratch' trains the image tower: it cannot be combined with mode='image_locked'")
-        if not 0 < self.label_fraction <= 1:
-            raise ValueError(f"label_fraction must be in (0, 1]; got {self.label_fraction}")
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError("steps must be >= 1 and batch_size >= 2")
-        if self.image_blocks < 0 or not 0.0 <= self.replay_fraction < 1.0:
-            raise ValueError("image_blocks must be >= 0 and replay_fraction in [0, 1)")
-        if self.amp not in (None, "bf16", "fp16"):
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {self.amp!r}")
-
-
-def training_pairs(catalog: pd.DataFrame, label_fraction: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Sorted row positions of the training SKUs kept for a label fraction (at least two SKUs)."""
-    rows = np.flatnonzero(catalog["split"].to_numpy() == "train")
-    count = max(2, int(round(label_fraction * len(rows))))
-    return np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
+PHOTO_CACHE_BYTES = 1_500_000_000  # a catalog whose preprocessed photos fit is preprocessed once; a larger one streams
 
 
 def _lock(model: Any, config: FinetuneConfig) -> None:
@@ -163,45 +120,59 @@ def _source_pairs(model: Any, view: TrainingView, preprocess: Any, seed: int,
     return _SOURCE[key]
 
 
-def _text_inputs(model: Any, view: TrainingView, texts: list[str], device: torch.device) -> Any:
-    """What the view's ``encode_text`` takes for every caption: cached features / states, or the strings."""
-    if view.text == "tokens":
-        return list(texts)
-    cache = text_features(model.text_encoder, texts, view.text == "hidden", device)
-    return cache["features"] if view.text == "features" else cache
-
-
-def finetune(model: Any, catalog: pd.DataFrame, photos: np.ndarray, config: FinetuneConfig = FinetuneConfig(),
+def finetune(model: Any, catalog: pd.DataFrame, photos: PhotoSet | np.ndarray, config: FinetuneConfig = FinetuneConfig(),
              device: str | torch.device | None = None, progress: bool = True,
-             context: DistributedContext | None = None) -> tuple[Any, dict[str, list[float]]]:
+             context: DistributedContext | None = None, *, photo_cache_bytes: int | None = None) -> tuple[Any, dict[str, list[float]]]:
     """Fine-tune a copy of any CLIP-like model on the shop's training pairs with :func:`ecmm.train.fit`.
 
     Every training SKU contributes its photos; each step pairs a photo with its SKU's title or
     description (chosen at random); all pairs of one SKU count as positives (``caption_ids``).
+    When the catalog's preprocessed photos fit ``photo_cache_bytes`` they are computed once (and
+    the frozen image blocks run once over them); a larger catalog is streamed: each step reads
+    only its batch's photos through the :class:`~ecmm.data.catalogs.PhotoSet`, so memory follows
+    the batch, not the catalog.  The choice is by size only; both give the same pairs.
 
     Args:
         model: the starting model (left unchanged); its ``preprocess`` and ``tokenizer`` are used.
         catalog: shop catalog; rows with ``split == "train"`` are used.
-        photos: uint8 ``(num_skus, photos_per_sku, H, W, 3)`` aligned with ``catalog``.
+        photos: uint8 ``(num_skus, photos_per_sku, H, W, 3)`` aligned with ``catalog``: an array
+            or a PhotoSet (decoded on access).
         config: the recipe.
         device: where to train; None picks the best available (ignored under ``context``).
         progress: show a progress bar (rank 0 only).
         context: from :func:`ecmm.distributed.init_distributed`; None = one process.
+        photo_cache_bytes: largest preprocessed catalog kept in memory (None: ``PHOTO_CACHE_BYTES``).
 
     Returns:
         ``(fine-tuned model in eval mode, history)``: the :func:`~ecmm.train.fit` history plus
-        ``temperature`` (per step), ``seconds`` (total), ``images_per_second``, ``num_pairs``.
+        ``temperature`` (per step), ``seconds`` (total), ``images_per_second``, ``num_pairs``,
+        ``world_size`` and ``photos_streamed`` (1.0 when the photos were read per batch).
     """
     preprocess, tokenizer = getattr(model, "preprocess", None), getattr(model, "tokenizer", None)
     if not isinstance(catalog, pd.DataFrame):  # the older (model, preprocess, catalog, photos, config) order
         preprocess, catalog, photos = catalog, photos, config
         config = device if isinstance(device, FinetuneConfig) else FinetuneConfig()
         device = None
-    return _finetune(model, preprocess, tokenizer, catalog, photos, config, context or single_process(device), progress)
+    budget = PHOTO_CACHE_BYTES if photo_cache_bytes is None else photo_cache_bytes
+    return _finetune(model, preprocess, tokenizer, catalog, photos, config, context or single_process(device), progress,
+                     budget)
 
 
-def _finetune(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame, photos: np.ndarray,
-              config: FinetuneConfig, context: DistributedContext, progress: bool) -> tuple[Any, dict]:
+def _replay_count(model: Any, config: FinetuneConfig, announce: bool) -> int:
+    """Replayed source pairs per batch: only for a model pretrained on the source domain (strong text tower)."""
+    if config.init != "pretrained" or config.replay_fraction == 0:
+        return 0
+    if model.strong_tower != "text":
+        if announce:
+            print(f"replay_fraction={config.replay_fraction} ignored: the emoji source corpus is the pretraining "
+                  f"domain of models whose strong tower is text; this model's strong tower is {model.strong_tower}")
+        return 0
+    return round(config.replay_fraction * config.batch_size)
+
+
+def _finetune(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame, photos: Any,
+              config: FinetuneConfig, context: DistributedContext, progress: bool,
+              photo_cache_bytes: int = PHOTO_CACHE_BYTES) -> tuple[Any, dict]:
     import time
 
     start, device = time.perf_counter(), context.device
@@ -214,27 +185,29 @@ def _finetune(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame
     rows = training_pairs(catalog, config.label_fraction, config.seed)
     _lock(model, config)
     view = _view(model)
+    stream = preprocessed_bytes(preprocess, photos) > photo_cache_bytes
+    cache_text = not (stream and view.text == "hidden")  # else states of every caption would grow with the catalog
+    if not cache_text:  # MiniLM tokens per batch; the view runs the frozen layers on them
+        tokenizer = model.text_encoder.tokenize
     groups = model.param_groups(head_lr=config.learning_rate, image_lr=config.image_learning_rate,
                                 text_lr=config.text_learning_rate, weight_decay=config.weight_decay)
-    photo_inputs = preprocessed_photos(preprocess, photos)[torch.as_tensor(rows)].flatten(0, 1)  # (P, 3, S, S)
-    if view.tail is not None:
-        stack = list(model.backbone.blocks)
-        photo_inputs = frozen_maps(stack[:len(stack) - len(view.tail)], photo_inputs, device)  # (P, C, h, w), once
+    images = photo_inputs(model, view, preprocess, photos, rows, stream, device)
     subset = catalog.iloc[rows]
-    texts = _text_inputs(model, view, list(subset["title"]) + list(subset["description"]), device)
-    replay = round(config.replay_fraction * config.batch_size) if config.init == "pretrained" else 0
+    captions = list(subset["title"]) + list(subset["description"])
+    texts = text_inputs(model, view, captions, device) if cache_text else captions
+    replay = _replay_count(model, config, context.is_main)
     source = None
     if replay:
         source_images, names, name_ids = _source_pairs(model, view, preprocess, config.seed, device)
-        source_texts = _text_inputs(model, view, names, device)
-        if view.text == "hidden":
+        source_texts = text_inputs(model, view, names, device) if cache_text else list(names)
+        if view.text == "hidden" and cache_text:
             length = max(texts["mask"].shape[1], source_texts["mask"].shape[1])
             texts, source_texts = pad_hidden(texts, length), pad_hidden(source_texts, length)
         source = (source_images.to(device) if view.tail is not None else source_images, source_texts, name_ids)
-    batch_size = min(config.batch_size - replay, len(photo_inputs))
+    batch_size = min(config.batch_size - replay, len(images))
     part = shard_positions(batch_size + replay, context.rank, context.world_size)
-    batches = PairBatches(photo_inputs, texts, photos.shape[1], len(rows), batch_size, replay, source, tokenizer,
-                           part, config.seed)
+    batches = PairBatches(images, texts, int(photos.shape[1]), len(rows), batch_size, replay, source, tokenizer,
+                          part, config.seed)
     trained = wrap_data_parallel(view.to(device), context)
     gather = gather_with_grad if context.world_size > 1 else None
     temperatures: list[float] = []
@@ -250,8 +223,9 @@ def _finetune(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame
     history["temperature"] = temperatures
     history["images_per_second"] = [config.steps * (batch_size + replay) / max(history["seconds"][-1], 1e-9)]
     history["seconds"] = [time.perf_counter() - start]
-    history["num_pairs"] = [float(len(photo_inputs))]
+    history["num_pairs"] = [float(len(images))]
     history["world_size"] = [float(context.world_size)]
+    history["photos_streamed"] = [float(stream)]
     return model.eval(), history
 
 
@@ -271,75 +245,54 @@ def interpolate_weights(zero_shot: torch.nn.Module, finetuned: torch.nn.Module, 
     return mixed.eval()
 
 
-def recipe_tag(config: FinetuneConfig) -> str:
-    """Short hash of a recipe (12 hex digits): names the cached shop model built with it."""
-    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
+def base_model(spec: str, init: str = "pretrained") -> Any:
+    """The model fine-tuning starts from, on the CPU: ``spec``'s pretrained model, or its scratch start.
 
-
-def shop_model_dir(config: FinetuneConfig = FinetuneConfig()) -> Path:
-    """Folder of the shop model of a recipe under :func:`ecmm.artifacts.assets_home`.
-
-    The default recipe's model is the registry's ``shop_clip`` (what ``ecmm search`` loads);
-    another recipe gets ``shop_clip_<recipe tag>``, so a model of one recipe is never taken for another's.
+    ``init="scratch"`` asks the model factory for the same architecture with a randomly
+    initialised image tower (``create_clip_model(name, pretrained="scratch")``).
     """
-    from ecmm.artifacts import assets_home
+    from ecmm.models.clip import create_clip_model, open_model, parse_model_spec
 
-    return assets_home() / ("shop_clip" if config == FinetuneConfig() else f"shop_clip_{recipe_tag(config)}")
-
-
-def model_sha256(card: dict) -> str | None:
-    """The sha256 of a model folder's weights, from its card (``files`` or an older ``sha256`` key)."""
-    files = card.get("files") or {}
-    return (files.get("model.safetensors") or {}).get("sha256") or card.get("sha256")
+    if init == "pretrained":
+        return open_model(spec, device="cpu")[0]
+    return create_clip_model(parse_model_spec(spec)[0], pretrained="scratch", device="cpu")[0]
 
 
-def save_shop_model(model: Any, folder: Path, config: FinetuneConfig, history: dict, base_sha256: str | None) -> Path:
-    """Save a fine-tuned model with the card every shop model carries (recipe, data, base sha256, metrics)."""
-    card = {"asset": "shop_clip", "recipe": {"version": RECIPE_VERSION, **asdict(config)},
-            "data": {"catalog": "offline shop, split == 'train'", "pairs": int(history["num_pairs"][0]),
-                     "base_sha256": base_sha256},
-            "metrics": {"final_loss": float(np.mean(history["step_loss"][-20:])),
-                        "train_seconds": history["seconds"][0], "world_size": int(history["world_size"][0])},
-            "text_trained": config.mode != "text_locked"}
-    if hasattr(model, "save"):
-        return model.cpu().save(folder, card)
-    from ecmm.models.clip import save_clip_checkpoint
+def build_shop_model(folder: Path, config: FinetuneConfig | None = None, progress: bool = True,
+                     context: DistributedContext | None = None, *, source: CatalogSource | None = None,
+                     model: str | None = None) -> None:
+    """The registry's builder: fine-tune a pretrained model on a shop catalog and save it in ``folder``.
 
-    return save_clip_checkpoint(model.cpu(), folder, card)
-
-
-def build_shop_model(folder: Path, config: FinetuneConfig = FinetuneConfig(), progress: bool = True,
-                     context: DistributedContext | None = None) -> None:
-    """The registry's builder: fine-tune the pretrained offline model on the shop and save it in ``folder``.
-
-    Under torchrun (``context`` with several processes) every rank trains and rank 0 saves.
+    Args:
+        folder: where the model and its card go.
+        config: the recipe (None: :func:`default_config` of the model).
+        progress: show a progress bar.
+        context: under torchrun (several processes) every rank trains and rank 0 saves.
+        source: the catalog (None: :func:`ecmm.data.catalogs.open_catalog`).
+        model: the base model's spec (None: :func:`ecmm.data.catalogs.model_spec`).
     """
-    from ecmm.artifacts import assets_home, read_card
-    from ecmm.data import load_catalog, load_photos
-    from ecmm.models.clip import create_clip_model
+    from ecmm.data.catalogs import model_spec, open_catalog
 
-    context = context or single_process(None)
-    pretrained = config.init == "pretrained"
-    base_sha256 = model_sha256(read_card(assets_home() / "clip")) if pretrained else None
-    base, preprocess, tokenizer = create_clip_model("ecmm-clip", pretrained=True if pretrained else "scratch",
-                                                    device="cpu")
-    model, history = _finetune(base, getattr(base, "preprocess", preprocess), getattr(base, "tokenizer", tokenizer),
-                               load_catalog("offline"), load_photos("offline"), config, context, progress)
+    source = source if source is not None else open_catalog()
+    spec = model_spec(model)
+    base = base_model(spec, config.init if config is not None else "pretrained")
+    _build(Path(folder), config or default_config(base), source, spec, base, context or single_process(None), progress)
+
+
+def _build(folder: Path, config: FinetuneConfig, source: CatalogSource, spec: str, base: Any,
+           context: DistributedContext, progress: bool) -> None:
+    model, history = _finetune(base, base.preprocess, base.tokenizer, source.table(), source.photos(), config, context,
+                               progress)
     if context.is_main:
-        save_shop_model(model, Path(folder), config, history, base_sha256)
+        save_shop_model(model, folder, config, history, weights_digest(base), catalog=catalog_record(source),
+                        base_model=spec)
 
 
-def _experiment(config: FinetuneConfig, context: DistributedContext, history_path: Path) -> None:
-    """Fine-tune on the offline shop and write the history (rank 0) without saving a model."""
-    from ecmm.data import load_catalog, load_photos
-    from ecmm.device import seed_everything
-    from ecmm.models.clip import create_clip_model
-
-    seed_everything(config.seed)  # identical fresh parts on every rank
-    base, preprocess, tokenizer = create_clip_model(
-        "ecmm-clip", pretrained=True if config.init == "pretrained" else "scratch", device="cpu")
-    _, history = _finetune(base, preprocess, tokenizer, load_catalog("offline"), load_photos("offline"), config,
-                           context, progress=True)
+def _experiment(config: FinetuneConfig, context: DistributedContext, history_path: Path, source: CatalogSource,
+                base: Any) -> None:
+    """Fine-tune on the catalog and write the history (rank 0) without saving a model."""
+    _, history = _finetune(base, base.preprocess, base.tokenizer, source.table(), source.photos(), config, context,
+                           progress=True)
     if context.is_main:
         history_path.parent.mkdir(parents=True, exist_ok=True)
         history_path.write_text(json.dumps({"config": asdict(config), **history}, indent=2))
@@ -350,37 +303,52 @@ def _experiment(config: FinetuneConfig, context: DistributedContext, history_pat
 def main(argv: list[str] | None = None) -> int:
     """``[torchrun --nproc_per_node=N] python -m ecmm.finetune [options]``: build the shop model.
 
-    Without ``--history`` it fine-tunes the pretrained model with the recipe and saves it in
-    :func:`shop_model_dir` (the default recipe's folder is the registry's ``shop_clip``, the model
-    ``ecmm search`` loads).  With ``--history PATH`` it is an experiment: the loss history is written
-    there and no model is saved.  ``--batch-size`` is the global batch under torchrun.
+    The catalog is ``--catalog`` (a folder catalog's CSV) or ``ECMM_CATALOG`` / ``ECMM_PROFILE``,
+    the base model ``--model`` or ``ECMM_MODEL`` (both are set in the environment, so every rank
+    agrees); the recipe is the model's :func:`default_config` with the options given.  Without
+    ``--history`` it fine-tunes and saves the model in :func:`shop_model_dir` (for the offline
+    shop and the kit's model, the default recipe's folder is the registry's ``shop_clip``, the
+    model ``ecmm search`` loads).  With ``--history PATH`` it is an experiment: the loss history is
+    written there and no model is saved.  ``--batch-size`` is the global batch under torchrun.
     """
-    defaults = FinetuneConfig()
+    from ecmm.data.catalogs import CATALOG_ENV, MODEL_ENV, catalog_scope, model_spec, open_catalog
+    from ecmm.device import seed_everything
+
     parser = argparse.ArgumentParser(prog="python -m ecmm.finetune", description=main.__doc__)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
-    parser.add_argument("--mode", choices=MODES, default=defaults.mode, help="what stays locked")
-    parser.add_argument("--init", choices=INITS, default=defaults.init, help="pretrained model or random CNN")
-    parser.add_argument("--image-blocks", type=int, default=defaults.image_blocks, help="image blocks that train")
-    parser.add_argument("--replay-fraction", type=float, default=defaults.replay_fraction, help="source pairs per batch")
-    parser.add_argument("--label-fraction", type=float, default=defaults.label_fraction, help="share of training SKUs")
-    parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of pairs, captions and fresh parts")
+    parser.add_argument("--catalog", default=None, help="a folder catalog's CSV (default: ECMM_CATALOG / ECMM_PROFILE)")
+    parser.add_argument("--model", default=None, help="base model spec (default: ECMM_MODEL, else ecmm-clip)")
+    parser.add_argument("--steps", type=int, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--mode", choices=MODES, help="what stays locked (default: the model's strong tower)")
+    parser.add_argument("--init", choices=INITS, help="pretrained model or random image tower")
+    parser.add_argument("--image-blocks", type=int, help="image blocks that train")
+    parser.add_argument("--replay-fraction", type=float, help="source pairs per batch")
+    parser.add_argument("--label-fraction", type=float, help="share of training SKUs")
+    parser.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision")
+    parser.add_argument("--seed", type=int, help="seed of pairs, captions and fresh parts")
     parser.add_argument("--history", type=Path, default=None, help="experiment: write the history here, save nothing")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    config = replace(defaults, steps=args.steps, batch_size=args.batch_size, mode=args.mode, init=args.init,
-                     image_blocks=args.image_blocks, replay_fraction=args.replay_fraction,
-                     label_fraction=args.label_fraction, amp=args.amp, seed=args.seed)
+    if args.catalog is not None:
+        os.environ[CATALOG_ENV] = args.catalog
+    if args.model:
+        os.environ[MODEL_ENV] = args.model
+    given = {name: value for name, value in vars(args).items()
+             if value is not None and name not in ("catalog", "model", "history")}
     context = init_distributed()
     try:
+        source, spec = open_catalog(), model_spec()
+        seed_everything(given.get("seed", FinetuneConfig.seed))  # identical fresh parts on every rank
+        base = base_model(spec, given.get("init", "pretrained"))
+        defaults = default_config(base)
+        config = replace(defaults, **given)
         if args.history is not None:
-            _experiment(config, context, args.history)
+            _experiment(config, context, args.history, source, base)
             return 0
-        folder = shop_model_dir(config)
-        build_shop_model(folder, config, progress=True, context=context)
+        folder = shop_model_dir(config, scope=catalog_scope(source, spec), default=defaults)
+        _build(folder, config, source, spec, base, context, progress=True)
         if context.is_main:
-            print(f"shop model of {context.world_size} process(es) saved in {folder.name}/ under ECMM_HOME/assets")
+            print(f"shop model of {context.world_size} process(es) saved in {folder}")
     finally:
         shutdown_distributed()
     return 0
