@@ -280,7 +280,7 @@ def _matched_uses(words: list[str], vocabulary: QueryVocabulary) -> list[tuple[U
     found = []
     for pattern in vocabulary.uses:
         positions = [{i for i, stem in enumerate(stems) if stem in group} for group in pattern.groups]
-        if all(positions):
+        if all(positions) and len(set().union(*positions)) >= len(positions):  # one word meets one group
             found.append((pattern, set().union(*positions)))
     return found
 

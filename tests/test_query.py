@@ -100,7 +100,7 @@ def test_vocabulary_of_another_catalog_comes_from_its_table():
     assert parse_query("a kimono", vocabulary).product_types == ()  # a type the catalog does not have
 
 
-@pytest.mark.parametrize("name", ["freeform", "validation"])
+@pytest.mark.parametrize("name", ["freeform", "heldout", "validation"])
 def test_query_sets_refer_to_real_types_and_colours(name):
     queries = load_query_set(name)
     names = {product.name for product in PRODUCT_TYPES}
@@ -114,7 +114,9 @@ def test_query_sets_refer_to_real_types_and_colours(name):
 
 def test_free_form_and_validation_sets_do_not_overlap():
     free_form = {item["query"] for item in load_query_set("freeform")}
-    assert not free_form & {item["query"] for item in load_query_set("validation")}
+    held_out = {item["query"] for item in load_query_set("heldout")}
+    validation = {item["query"] for item in load_query_set("validation")}
+    assert not free_form & validation and not held_out & validation and not free_form & held_out
     with pytest.raises(ValueError, match="freeform"):
         load_query_set("nope")
 
