@@ -36,13 +36,23 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture()
-def server_url():
-    uvicorn = pytest.importorskip("uvicorn")
-    from ecmm.serving import Backends, create_app
+class FolderSearch:
+    """Results from a folder catalog's table (the photos come from the server's real photo backend)."""
 
-    photo = lambda sku_id: np.full((32, 32, 3), (200, 30, 30), dtype=np.uint8)  # noqa: E731
-    app = create_app(Backends(search=FakeSearch, photo=lambda: photo))
+    def __init__(self, table):
+        self.table = table
+
+    def search_text(self, query, k):
+        rows = self.table.head(k)
+        return [{"sku_id": row.sku_id, "title": row.title, "product_type": row.product_type, "colour": row.colour,
+                 "category": row.category, "score": 1.0 - i / 10} for i, row in enumerate(rows.itertuples())]
+
+    def search_image(self, image, k):
+        return self.search_text("photo", k)
+
+
+def _serve(app):
+    uvicorn = pytest.importorskip("uvicorn")
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -51,18 +61,47 @@ def server_url():
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture()
+def server_url():
+    from ecmm.serving import Backends, create_app
+
+    photo = lambda sku_id: np.full((32, 32, 3), (200, 30, 30), dtype=np.uint8)  # noqa: E731
+    url, server, thread = _serve(create_app(Backends(search=FakeSearch, photo=lambda: photo)))
+    yield url
     server.should_exit = True
     thread.join(timeout=10)
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM) and not __import__("os").path.exists(CHROMIUM),
-                    reason="chromium is not installed")
-def test_search_page_shows_result_thumbnails(server_url, tmp_path):
+@pytest.fixture()
+def folder_server_url(folder_catalog):
+    """The server's own photo backend (``default_backends``) over the folder catalog; search is a fake."""
+    from ecmm.data.folder import FolderSource
+    from ecmm.serving import Backends, create_app, default_backends
+
+    source = FolderSource.open(folder_catalog)
+    photos = default_backends(source=source).photo
+    url, server, thread = _serve(create_app(Backends(search=lambda: FolderSearch(source.table()), photo=photos)))
+    yield url, source
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+NO_CHROMIUM = not shutil.which(CHROMIUM) and not __import__("os").path.exists(CHROMIUM)
+
+
+def _dom(url, tmp_path):
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--no-first-run", "--no-default-browser-check", f"--user-data-dir={tmp_path / 'profile'}",
-               "--virtual-time-budget=10000", "--dump-dom", f"{server_url}/?q=red%20bag"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+               "--virtual-time-budget=10000", "--dump-dom", url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="chromium is not installed")
+def test_search_page_shows_result_thumbnails(server_url, tmp_path):
+    result = _dom(f"{server_url}/?q=red%20bag", tmp_path)
     dom = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'value="red bag"' in dom or "red bag" in dom  # the query reached the search box and the results
@@ -72,3 +111,24 @@ def test_search_page_shows_result_thumbnails(server_url, tmp_path):
     assert all("/photo/sku-" in tag for tag in thumbnails)
     assert all('data-loaded="1"' in tag for tag in thumbnails), "thumbnails did not load"
     assert "3 results for" in dom
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="chromium is not installed")
+def test_search_page_shows_the_folder_catalogs_photos(folder_server_url, tmp_path):
+    import urllib.request
+
+    url, source = folder_server_url
+    result = _dom(f"{url}/?q=shirt", tmp_path)
+    dom = result.stdout
+    assert result.returncode == 0, result.stderr[-2000:]
+    thumbnails = [tag for tag in re.findall(r"<img[^>]*>", dom) if 'class="result-image"' in tag]
+    expected = list(source.table()["sku_id"].astype(str).head(3))
+    assert len(thumbnails) == 3, dom[-2000:]
+    assert [re.search(r'/photo/([^"?]+)', tag).group(1) for tag in thumbnails] == expected
+    assert all('data-loaded="1"' in tag for tag in thumbnails), "thumbnails did not load"
+    from PIL import Image
+    import io
+
+    with urllib.request.urlopen(f"{url}/photo/{expected[0]}", timeout=30) as response:  # what the page showed
+        shown = np.asarray(Image.open(io.BytesIO(response.read())))
+    assert np.array_equal(shown, source.photos()[0, 0])  # the folder's first photo, as the source decodes it

@@ -1,4 +1,4 @@
-"""`ecmm recommend` on a tiny simulated shop (the build step is replaced by a small one)."""
+"""`ecmm recommend` on a tiny simulated shop (the cached fitted recommender is replaced by a small one)."""
 
 import json
 from types import SimpleNamespace
@@ -32,9 +32,16 @@ def tiny_shop():
 
 
 @pytest.fixture(autouse=True)
-def small_build(monkeypatch, tiny_shop):
-    monkeypatch.setattr(ecmm.app, "load_shop", lambda: tiny_shop[0])
-    monkeypatch.setattr(ecmm.app, "fit_recommender", lambda data: tiny_shop[1])
+def small_build(monkeypatch, tiny_shop, tmp_path):
+    import ecmm.assets
+    import ecmm.recsys.pipeline
+
+    loaded = []
+    monkeypatch.setattr(ecmm.assets, "ensure_asset", lambda name, **kwargs: tmp_path / name)
+    monkeypatch.setattr(ecmm.recsys.pipeline, "load_fitted_recommender",
+                        lambda folder, source: loaded.append(folder.name) or tiny_shop)
+    monkeypatch.setattr(ecmm.app, "describe_shop", lambda **kwargs: "catalog: tiny shop; model: none")
+    return loaded
 
 
 def test_user_recommendations_as_json(capsys, tiny_shop):
@@ -46,9 +53,12 @@ def test_user_recommendations_as_json(capsys, tiny_shop):
     assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
 
 
-def test_cart_recommendations_as_text(capsys):
+def test_cart_recommendations_as_text(capsys, small_build):
     assert main(["recommend", "--cart", "S00,S10", "--k", "2"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    assert small_build == ["fitted_recommender"]  # the cached fitted model, no training here
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "ecmm recommend: catalog: tiny shop; model: none"
+    lines = captured.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("1. ")
     assert "S00" not in "".join(lines) and "S10" not in "".join(lines)  # the cart is not recommended back
 
@@ -63,8 +73,10 @@ def test_cart_recommendations_as_text(capsys):
 ])
 def test_bad_input_gives_one_line_and_exit_2(capsys, argv, message):
     assert main(argv) == 2
-    error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and message in error
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1 and message in errors[0] and errors[0] == lines[-1]
+    assert all(line.startswith("ecmm recommend: ") for line in lines)  # the shop's line, then the error
 
 
 def test_user_ids_are_stripped_like_the_server(capsys, tiny_shop):

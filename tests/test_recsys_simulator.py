@@ -106,7 +106,7 @@ def test_pipeline_accepts_a_real_log_instead_of_simulating():
 
     catalog = tiny_catalog()
     log = simulate_interactions(catalog, CONFIG, progress=False).drop(columns="session_id")
-    data = build_recsys_data(interactions=log, catalog=catalog, source="text", progress=False)
+    data = build_recsys_data(interactions=log, catalog=catalog, content="text", progress=False)
     assert data.content_source == "text"
     assert data.item_embeddings.shape == (len(catalog), 384)
     assert data.table is log and data.split.train.user_index.size + data.split.test.user_index.size == len(log)
