@@ -137,12 +137,12 @@ def preprocessed_photos(preprocess: Any, photos: Any) -> torch.Tensor:
            tuple(getattr(preprocess, "std", ())), tuple(photos.shape))
     if not (_PHOTOS and _PHOTOS[0]() is photos and _PHOTOS[1] == key):
         _PHOTOS.clear()  # the previous catalog's tensor goes before this one is built
-        if isinstance(photos, np.ndarray):
-            flat = photos.reshape(-1, *photos.shape[2:])
-            inputs = torch.cat([preprocess(np.array(flat[start:start + 512])) for start in range(0, len(flat), 512)])
-        else:  # a PhotoSet: 128 SKUs at a time
-            inputs = torch.cat([preprocess(photos[start:start + 128].reshape(-1, *photos.shape[2:]))
-                                for start in range(0, len(photos), 128)])
+        per_sku, inputs = int(photos.shape[1]), None
+        for start in range(0, len(photos), 128):  # 128 SKUs at a time, into one preallocated tensor
+            chunk = preprocess(np.array(photos[start:start + 128]).reshape(-1, *photos.shape[2:]))  # (n * P, 3, S, S)
+            if inputs is None:
+                inputs = torch.empty(len(photos) * per_sku, *chunk.shape[1:], dtype=chunk.dtype)
+            inputs[start * per_sku:start * per_sku + len(chunk)] = chunk
         _PHOTOS[:] = [weakref.ref(photos), key, inputs.view(*photos.shape[:2], *inputs.shape[1:])]
     return _PHOTOS[2]
 

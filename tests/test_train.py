@@ -135,6 +135,19 @@ def test_warmup_cosine_schedule_per_step():
     assert history["learning_rate"] == pytest.approx([0.1 * warmup_cosine(step, 4, 2) for step in range(4)])
 
 
+def test_the_optimiser_schedule_and_precision_parts_are_importable_from_the_loop():
+    from ecmm import optimisation, train
+
+    for name in optimisation.__all__:
+        if name != "AMP_DTYPES":
+            assert getattr(train, name) is getattr(optimisation, name) and name in train.__all__
+    frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="No trainable parameters"):
+        optimisation.make_optimizer(frozen)
+    with pytest.raises(ValueError, match="CUDA"):
+        optimisation.autocast_context(torch.device("cpu"), "fp16")
+
+
 def test_bf16_autocast_on_cpu_stays_close_to_fp32():
     from ecmm.train import autocast_context, clip_step
 
