@@ -36,17 +36,19 @@ from ecmm.device import get_device
 from ecmm.hybrid import HybridBlend, reciprocal_rank_fusion
 from ecmm.index import EmbeddingIndex
 from ecmm.lexical import BM25Index
-from ecmm.models.clip import embed_images, embed_texts
+from ecmm.models.clip import embed_images
+from ecmm.models.protocol import move_tokens
 from ecmm.query import ParsedQuery, QueryVocabulary, corrected_query, parse_query
 from ecmm.search_evaluation import (GALLERY_PHOTO, QUERY_PHOTO, REQUEST_TEMPLATES, evaluate_retrieval,
                                     request_queries, requests_for)
 from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, bm25_documents, cached_encodings,
                             catalog_digest, encode_catalog_texts, fitting_text_side, load_text_side, photo_tags,
-                            save_text_side)
+                            save_text_side, tower_sentence_encoder)
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "EncodedQuery", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
            "DEFAULT_MODE", "zero_shot_weights", "request_queries", "build_catalog_index", "RECIPE_VERSION",
+           "tower_sentence_encoder",
            "GALLERY_PHOTO", "QUERY_PHOTO"]
 
 RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "score")
@@ -366,8 +368,19 @@ class CatalogSearch:
         return torch.nn.functional.normalize(torch.as_tensor(self.text_encoder(list(texts))).float().cpu(), dim=-1)
 
     def _clip_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """``N`` texts -> ``(N, E)`` normalised CLIP text-tower embeddings on the CPU."""
-        return embed_texts(self.model, self.tokenizer, texts, device=self.device)
+        """``N`` texts -> ``(N, E)`` normalised CLIP text-tower embeddings on the CPU.
+
+        What :func:`ecmm.models.clip.embed_texts` computes, without moving the model and setting
+        eval mode on every call (a walk over every module: milliseconds per query); both are
+        done only when the model is not on ``self.device`` in eval mode.
+        """
+        first = next(self.model.parameters(), None)
+        if self.model.training or (first is not None and first.device != torch.device(self.device)):
+            self.model.to(self.device).eval()
+        with torch.no_grad():
+            chunks = [self.model.encode_text(move_tokens(self.tokenizer(texts[start:start + 256]), self.device)).cpu()
+                      for start in range(0, len(texts), 256)]
+        return torch.cat(chunks) if chunks else torch.empty(0, self.model.embed_dim)
 
     def _mode(self, mode: str | None) -> str:
         mode = self.default_mode if mode is None else mode
@@ -410,7 +423,8 @@ def build_catalog_index(folder: Path, model: Any, progress: bool = True, *, sour
         model: a CLIP model (its ``preprocess`` embeds the photos, ``tokenizer`` the texts).
         progress: print a line on stderr when indexing starts.
         source: a :class:`ecmm.data.catalogs.CatalogSource`; None = ``open_catalog()``.
-        text_encoder: the sentence encoder of the text->text signals; None = all-MiniLM-L6-v2.
+        text_encoder: the sentence encoder of the text->text signals; None = all-MiniLM-L6-v2
+            (:func:`ecmm.text_side.tower_sentence_encoder` when it is the model's own text tower).
     """
     from ecmm.artifacts import write_artifact
     from ecmm.data.catalogs import open_catalog
@@ -426,7 +440,9 @@ def build_catalog_index(folder: Path, model: Any, progress: bool = True, *, sour
     if text_encoder is None:
         from ecmm.models.text import OFFLINE_TEXT_MODEL, load_text_encoder
 
-        text_encoder, encoder_name = load_text_encoder().encode, OFFLINE_TEXT_MODEL
+        text_encoder, encoder_name = tower_sentence_encoder(model), f"{OFFLINE_TEXT_MODEL} (the model's text tower)"
+        if text_encoder is None:
+            text_encoder, encoder_name = load_text_encoder().encode, OFFLINE_TEXT_MODEL
     search = CatalogSearch(model, model.preprocess, model.tokenizer, catalog, index, text_encoder=text_encoder)
     side = search.saved_text_side()
     side = CachedTextSide(side.digest, side.types, side.tags, side.embeddings,

@@ -15,6 +15,11 @@ documents). Encoding 1,310 titles and tagging 1,310 photos takes seconds on a CP
 :func:`load_text_side` reads them back; the BM25 state is rebuilt from the saved documents'
 parts (a sparse count matrix: milliseconds, no model). :func:`catalog_digest` fingerprints the
 catalog rows the files were computed for, so a cache of another catalog is never used.
+
+:func:`tower_sentence_encoder`: when the CLIP model's text tower *is* the sentence encoder (the
+offline model: the bundled MiniLM, locked, before its projection), the text->text signals can use
+the tower's own features, so a hybrid query runs MiniLM once instead of twice (the model memoises
+its MiniLM features per batch of tokens, and both calls tokenise the query the same way).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from safetensors.torch import load_file, save_file
 
 __all__ = ["TEXT_SIDE_TENSORS", "TEXT_SIDE_TABLE", "CLIP_ENCODER", "SENTENCE_ENCODER", "TYPE_PROMPT",
            "CachedTextSide", "catalog_digest", "photo_tags", "bm25_documents", "encode_catalog_texts",
-           "save_text_side", "load_text_side", "same_embedding", "fitting_text_side", "cached_encodings"]
+           "save_text_side", "load_text_side", "same_embedding", "fitting_text_side", "cached_encodings",
+           "tower_sentence_encoder"]
 
 TEXT_SIDE_TENSORS = "text_side.safetensors"  # title and product-type embeddings per encoder
 TEXT_SIDE_TABLE = "text_side.json"  # digest, product types, photo tags, encoder names
@@ -184,3 +190,41 @@ def cached_encodings(cached: CachedTextSide | None, encoder: str,
               file=sys.stderr)
         return None
     return dict(parts)
+
+
+def tower_sentence_encoder(model: Any, batch_size: int = 64) -> Callable[[list[str]], torch.Tensor] | None:
+    """The sentence encoder inside ``model``'s text tower, when it is the bundled all-MiniLM-L6-v2 unchanged.
+
+    Its embeddings equal ``load_text_encoder().encode(texts)`` (same weights, tokens and mean
+    pooling, batches of ``batch_size``) while reusing the model's MiniLM pass of the same text.
+
+    Args:
+        model: a CLIP model; only one with ``text_encoder`` (a :class:`ecmm.models.text.TextEncoder`),
+            ``text_features`` and ``text_encoder_changed()`` qualifies (the offline model).
+        batch_size: texts per MiniLM call.
+
+    Returns:
+        ``texts -> (N, 384)`` normalised embeddings on the CPU, or None when the model's text tower
+        is not the bundled MiniLM (another architecture, or fine-tuned text weights).
+    """
+    tower = getattr(model, "text_encoder", None)
+    changed = getattr(model, "text_encoder_changed", None)
+    if tower is None or not callable(changed) or not hasattr(model, "text_features") or not hasattr(tower, "tokenize"):
+        return None
+    if changed():
+        return None
+
+    @torch.no_grad()
+    def encode(texts: list[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if tower.training:
+            tower.eval()  # dropout off, as load_text_encoder().encode runs it
+        device = next(tower.parameters()).device
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            tokens = {key: value.to(device) for key, value in tower.tokenize(texts[start:start + batch_size]).items()}
+            chunks.append(model.text_features(tokens).float().cpu())
+        features = torch.cat(chunks) if chunks else torch.empty(0, int(getattr(tower, "embedding_dim", 384)))
+        return torch.nn.functional.normalize(features, dim=-1)
+
+    return encode

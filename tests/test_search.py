@@ -272,3 +272,28 @@ def test_search_records_batch_several_queries_into_one_call_per_encoder(search):
     assert counting.text_calls == 2  # text->photo and text->text (the CLIP tower here), not one per query
     with pytest.raises(ValueError, match="empty"):
         search.search_records(["red", " "])
+
+
+def test_the_offline_towers_minilm_serves_as_the_sentence_encoder_with_one_pass_per_query(tiny_clip, text_encoder):
+    from ecmm.search import tower_sentence_encoder
+
+    model, preprocess = tiny_clip
+    model.eval()
+    tower = tower_sentence_encoder(model)
+    texts = ["Red backpack", "a warm blue scarf for the neck", "necktie"]
+    torch.testing.assert_close(tower(texts), text_encoder.encode(texts), rtol=0, atol=1e-6)
+    passes = []
+    model.text_encoder.transformer.register_forward_hook(lambda *arguments: passes.append(1))
+    small = np.zeros((4, 2, 16, 16, 3), dtype=np.uint8)
+    search = CatalogSearch.build(model, preprocess, model.tokenizer, CATALOG, small, device="cpu", text_encoder=tower)
+    search.text_side()
+    passes.clear()
+    search.search_text("blue bakcpack for the weekend")
+    assert len(passes) == 1  # CLIP's text->photo and the text->text signal share one MiniLM pass
+    weights = model.text_encoder.transformer.embeddings.word_embeddings.weight.data
+    weights[0, 0] += 1.0  # "fine-tuned" text weights
+    try:
+        assert tower_sentence_encoder(model) is None
+    finally:
+        weights[0, 0] -= 1.0  # the module's shared MiniLM, as it was
+    assert tower_sentence_encoder(FakeClip()) is None
