@@ -291,9 +291,10 @@ def test_the_offline_towers_minilm_serves_as_the_sentence_encoder_with_one_pass_
     search.search_text("blue bakcpack for the weekend")
     assert len(passes) == 1  # CLIP's text->photo and the text->text signal share one MiniLM pass
     weights = model.text_encoder.transformer.embeddings.word_embeddings.weight.data
+    original = weights[0, 0].clone()
     weights[0, 0] += 1.0  # "fine-tuned" text weights
     try:
         assert tower_sentence_encoder(model) is None
     finally:
-        weights[0, 0] -= 1.0  # the module's shared MiniLM, as it was
+        weights[0, 0] = original  # the module's shared MiniLM, exactly as it was
     assert tower_sentence_encoder(FakeClip()) is None
