@@ -35,6 +35,11 @@ def test_summarise_reports_milliseconds_and_rate():
 
 
 def test_mixed_requests_are_mostly_searches():
+    from ecmm.bench.serve import QUERY_SET
+
+    assert len(set(QUERY_SET)) == len(QUERY_SET) == 140
+    later = [path for _, path, _ in mixed_requests(20, start=140) if path.startswith("/search")]
+    assert later == [path for _, path, _ in mixed_requests(20) if path.startswith("/search")]  # the set cycles
     requests = mixed_requests(100)
     paths = [path.split("?")[0] for _, path, _ in requests]
     assert len(requests) == 100
@@ -86,5 +91,6 @@ def test_breakdown_and_encoder_rates_of_a_tiny_search():
     assert set(parts) == {"parse", "tokenise", "encode_clip", "encode_sentence", "encode_queries", "rank",
                           "search_text", "search_records", "serialise"}
     assert all(value >= 0 for value in parts.values())
-    rates = encoder_rates(search, ["red", "blue", "scarf", "neck"], batch=2)
-    assert set(rates) == {"clip", "clip_and_sentence", "clip_and_sentence_batched"} and min(rates.values()) > 0
+    rates = encoder_rates(search, ["red", "blue", "scarf", "neck", "red scarf", "blue neck"], batch=2)
+    assert set(rates) == {"clip", "clip_and_sentence", "clip_and_sentence_batched", "clip_repeated"}
+    assert min(rates.values()) > 0
