@@ -86,7 +86,7 @@ def write_hub_shard(path: str | Path, rows: int = 300, seed: int = 0) -> Path:
 
     Columns: ``id`` int64; ``gender, masterCategory, subCategory, articleType, baseColour, season``
     strings; ``year`` float64; ``usage, productDisplayName`` strings; ``image``
-    ``struct<bytes: binary, path: string>`` holding a 60 x 80 PNG. Every 97th row lacks its
+    ``struct<bytes: binary, path: string>`` holding a 60 x 80 PNG; row groups of 100 rows. Every 97th row lacks its
     ``productDisplayName`` and every 89th its ``usage`` (the real data has such gaps).
 
     Returns:
@@ -122,7 +122,7 @@ def write_hub_shard(path: str | Path, rows: int = 300, seed: int = 0) -> Path:
     table = pa.table({name: columns[name] for name in schema.names}, schema=schema)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    pq.write_table(table, path, row_group_size=100)  # as the hub's image shards: 100 rows per row group
     return path
 
 

@@ -255,8 +255,21 @@ class HubSource:
         limit = f" (first {self.max_rows:,} rows)" if self.max_rows is not None else ""
         return (f"hub fashion catalog {FASHION_REPO}{limit} from {len(self.data_files)} parquet file(s): "
                 f"{len(self.frame):,} products{left_out}, {HUB_PHOTOS_PER_SKU} photos each (the product photo, then "
-                "shifted copies); prices are synthetic (drawn per product id); terms: the Kaggle Fashion Product "
-                "Images data set's")
+                "shifted copies); prices are synthetic (drawn per product id); the hub card declares no licence: the "
+                "Kaggle Fashion Product Images terms apply")
+
+
+def _scan_options() -> dict:
+    """Read the shards row group by row group: pyarrow's pre-buffering would hold a whole shard in memory
+    while ``datasets`` converts it (+220 MB for a 190 MB shard of 20,000 rows, +71 MB without)."""
+    from dataclasses import fields
+
+    import pyarrow.dataset as pyarrow_dataset
+    from datasets.packaged_modules.parquet.parquet import ParquetConfig
+
+    if "fragment_scan_options" not in {option.name for option in fields(ParquetConfig)}:
+        return {}  # older datasets versions read with their own defaults
+    return {"fragment_scan_options": pyarrow_dataset.ParquetFragmentScanOptions(pre_buffer=False)}
 
 
 @lru_cache(maxsize=4)
@@ -265,8 +278,7 @@ def _open_cached(stats: tuple[tuple[str, int, int], ...], max_rows: int | None, 
     _check_columns(files)
     import datasets
 
-    loaded = datasets.load_dataset("parquet", data_files=files, split="train",
-                                   cache_dir=cache_dir)
+    loaded = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir, **_scan_options())
     text_columns = [column for column in FASHION_COLUMNS if column != "image"]
     frame = loaded.select_columns(text_columns).to_pandas()
     usable = frame[list(REQUIRED_VALUES)].notna().all(axis=1)
