@@ -12,16 +12,22 @@ Recipes (:class:`FinetuneConfig`), named by what stays locked:
 - ``mode="full"``: both towers train.
 - ``replay_fraction``: that share of every batch is (augmented icon, emoji name) pairs from the
   source domain, so the model keeps matching product-type names it will not see in the shop's
-  training pairs (against forgetting).  ``train_text_projection=False`` keeps pretraining's text map.
+  training pairs (against forgetting).  The emoji corpus is the source domain of models whose
+  strong tower is text (the kit's model); for other models replay is skipped with a notice.
+  ``train_text_projection=False`` keeps pretraining's text map.
 - ``init="scratch"``: the same model with a randomly initialised image tower, trained end to end on
   shop pairs only (no replay, every projection trains): the no-transfer baseline.
 - ``label_fraction``: keep only that share of the training SKUs (label efficiency).
 
-Every step is :func:`ecmm.train.clip_step` inside :func:`ecmm.train.fit`, on one process or on
-``N`` under torchrun (:mod:`ecmm.distributed`).  What the frozen parts compute is cached once when
-the model exposes where to cut (:mod:`ecmm.clip_training`).  :func:`build_shop_model` is the
-registry's builder of the shop model; :func:`interpolate_weights` gives WiSE-FT.
-``[torchrun --nproc_per_node=N] python -m ecmm.finetune`` builds and saves the shop model.
+:func:`default_config` gives a model's default recipe: its strong tower (``model.strong_tower``)
+stays locked (:mod:`ecmm.finetune_recipe`).  Every step is :func:`ecmm.train.clip_step` inside
+:func:`ecmm.train.fit`, on one process or on ``N`` under torchrun (:mod:`ecmm.distributed`).
+What the frozen parts compute is cached once when the model exposes where to cut, for catalogs
+whose preprocessed photos fit in ``PHOTO_CACHE_BYTES``; a larger catalog is read batch by batch
+through its :class:`~ecmm.data.catalogs.PhotoSet` (:mod:`ecmm.clip_training`).
+:func:`build_shop_model` is the registry's builder of the shop model of a (catalog, model);
+:func:`interpolate_weights` gives WiSE-FT.  ``[torchrun --nproc_per_node=N] python -m ecmm.finetune
+[--catalog CSV] [--model SPEC]`` builds and saves the shop model.
 """
 
 from __future__ import annotations

@@ -95,6 +95,10 @@ def test_shop_model_folder_follows_the_recipe(tmp_path, monkeypatch):
     assert shop_model_dir().name == "shop_clip"  # the registry's folder: what search loads
     assert shop_model_dir(replace(FinetuneConfig(), steps=5)).name == f"shop_clip_{recipe_tag(replace(FinetuneConfig(), steps=5))}"
     assert shop_model_dir().parent.parent == tmp_path
+    lit = FinetuneConfig(mode="image_locked", replay_fraction=0.0)  # another model's default recipe
+    scoped = shop_model_dir(lit, scope="shops/hub-0123-model", default=lit)
+    assert scoped == tmp_path / "shops/hub-0123-model" / "assets" / "shop_clip"
+    assert shop_model_dir(lit, scope="shops/hub-0123-model").name == f"shop_clip_{recipe_tag(lit)}"
 
 
 def test_cached_last_layer_states_match_the_full_encoder(setup):
