@@ -39,11 +39,12 @@ from ecmm.lexical import BM25Index
 from ecmm.models.clip import embed_images
 from ecmm.models.protocol import move_tokens
 from ecmm.query import ParsedQuery, QueryVocabulary, corrected_query, parse_query
+from ecmm.search_assets import RECIPE_VERSION, build_catalog_index
 from ecmm.search_evaluation import (GALLERY_PHOTO, QUERY_PHOTO, REQUEST_TEMPLATES, evaluate_retrieval,
                                     request_queries, requests_for)
 from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, bm25_documents, cached_encodings,
                             catalog_digest, encode_catalog_texts, fitting_text_side, load_text_side, photo_tags,
-                            save_text_side, tower_sentence_encoder)
+                            tower_sentence_encoder)
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "EncodedQuery", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
@@ -55,7 +56,6 @@ RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "scor
 SEARCH_MODES = ("dense", "lexical", "hybrid")  # ways search_text can rank the catalog
 DEFAULT_MODE = "hybrid"  # the best measured mode on the free-form queries (notebook 05)
 MAX_QUERY_CHARACTERS = 200  # longer text queries are refused
-RECIPE_VERSION = 2  # search_index: 1 = photo index only; 2 = photo index + cached text side
 
 
 @dataclass(frozen=True, eq=False)
@@ -407,57 +407,6 @@ class CatalogSearch:
         frame = self.catalog.iloc[ids[0].numpy()][list(RESULT_COLUMNS[:-1])].reset_index(drop=True)
         frame["score"] = scores[0].numpy().round(4)
         return frame
-
-
-def build_catalog_index(folder: Path, model: Any, progress: bool = True, *, source: Any = None,
-                        text_encoder: Callable[[list[str]], torch.Tensor] | None = None) -> None:
-    """The registry's builder: the photo index and the text side of a catalog, into ``folder``.
-
-    Photo 0 of every SKU is embedded in batches straight from the source's lazy photos (never all
-    in memory); then the text side (:mod:`ecmm.text_side`: title and type embeddings under the
-    CLIP text tower and the sentence encoder, the photos' zero-shot tags) is computed once and
-    saved beside the index, so :meth:`CatalogSearch.from_folder` does no catalog encoding.
-
-    Args:
-        folder: where the asset is written (``folder/index`` and the text side files).
-        model: a CLIP model (its ``preprocess`` embeds the photos, ``tokenizer`` the texts).
-        progress: print a line on stderr when indexing starts.
-        source: a :class:`ecmm.data.catalogs.CatalogSource`; None = ``open_catalog()``.
-        text_encoder: the sentence encoder of the text->text signals; None = all-MiniLM-L6-v2
-            (:func:`ecmm.text_side.tower_sentence_encoder` when it is the model's own text tower).
-    """
-    from ecmm.artifacts import write_artifact
-    from ecmm.data.catalogs import open_catalog
-
-    source = open_catalog() if source is None else source
-    catalog = source.table().reset_index(drop=True)
-    if progress:
-        print(f"indexing {len(catalog)} catalog photos and their text into {folder}", file=sys.stderr)
-    embeddings = embed_images(model, source.photos().view(GALLERY_PHOTO))  # (N, E), batched
-    index = EmbeddingIndex(embeddings.shape[1])
-    index.add(embeddings, ids=np.arange(len(catalog)))
-    encoder_name = "given"
-    if text_encoder is None:
-        from ecmm.models.text import OFFLINE_TEXT_MODEL, load_text_encoder
-
-        text_encoder, encoder_name = tower_sentence_encoder(model), f"{OFFLINE_TEXT_MODEL} (the model's text tower)"
-        if text_encoder is None:
-            text_encoder, encoder_name = load_text_encoder().encode, OFFLINE_TEXT_MODEL
-    search = CatalogSearch(model, model.preprocess, model.tokenizer, catalog, index, text_encoder=text_encoder)
-    side = search.saved_text_side()
-    side = CachedTextSide(side.digest, side.types, side.tags, side.embeddings,
-                          {CLIP_ENCODER: "the model's text tower", SENTENCE_ENCODER: encoder_name})
-
-    def write_files(temporary: Path) -> None:
-        index.save(temporary / "index")
-        save_text_side(temporary, side)
-
-    write_artifact(folder, write_files,
-                   {"asset": "search_index",
-                    "recipe": {"version": RECIPE_VERSION, "photo": GALLERY_PHOTO, "backend": index.backend,
-                               "text_side": dict(side.encoder_names)},
-                    "data": {"catalog": source.name, "fingerprint": getattr(source, "fingerprint", None),
-                             "rows": len(catalog), "digest": side.digest}})
 
 
 def results_to_records(frame: pd.DataFrame) -> list[dict]:
