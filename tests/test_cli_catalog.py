@@ -6,6 +6,7 @@ the support classifier, which does not depend on the catalog, is a stub), so the
 """
 
 import json
+import os
 import re
 from dataclasses import replace
 from functools import partial
@@ -33,6 +34,18 @@ class FixedClassifier:
 
 def _stub_support(folder, progress=True):
     write_artifact(folder, lambda temporary: (temporary / "weights.bin").write_bytes(b"stub"), {"asset": "support"})
+
+
+@pytest.fixture(autouse=True)
+def _restore_shop_variables():
+    """``main`` writes ECMM_CATALOG / ECMM_MODEL / ECMM_SKIP_BAD_IMAGES: put them back after each test."""
+    saved = {name: os.environ.get(name) for name in SHOP_VARIABLES}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
