@@ -126,9 +126,10 @@ def _source_pairs(model: Any, view: TrainingView, preprocess: Any, seed: int,
     return _SOURCE[key]
 
 
-def finetune(model: Any, catalog: pd.DataFrame, photos: PhotoSet | np.ndarray, config: FinetuneConfig = FinetuneConfig(),
-             device: str | torch.device | None = None, progress: bool = True,
-             context: DistributedContext | None = None, *, photo_cache_bytes: int | None = None) -> tuple[Any, dict[str, list[float]]]:
+def finetune(model: Any, catalog: pd.DataFrame, photos: PhotoSet | np.ndarray,
+             config: FinetuneConfig = FinetuneConfig(), device: str | torch.device | None = None,
+             progress: bool = True, context: DistributedContext | None = None, *,
+             photo_cache_bytes: int | None = None) -> tuple[Any, dict[str, list[float]]]:
     """Fine-tune a copy of any CLIP-like model on the shop's training pairs with :func:`ecmm.train.fit`.
 
     Every training SKU contributes its photos; each step pairs a photo with its SKU's title or
