@@ -190,6 +190,18 @@ class CatalogSearch:
             }
         return self._text_side
 
+    def with_query_encoders(self, model: Any, text_encoder: Callable[[list[str]], torch.Tensor] | None) -> "CatalogSearch":
+        """The same catalog, index and text side, with other query encoders (e.g. int8 copies).
+
+        Args:
+            model: the CLIP model that embeds queries (and photos for ``search_image``).
+            text_encoder: the text->text encoder of queries (None = ``model``'s text tower).
+        """
+        other = CatalogSearch(model, self.preprocess, self.tokenizer, self.catalog, self.index, self.device,
+                              self.blend, self.default_mode, self.vocabulary, text_encoder, self.cached)
+        other._text_side = self.text_side()
+        return other
+
     def saved_text_side(self) -> CachedTextSide:
         """The text side as :func:`ecmm.text_side.save_text_side` writes it (under this search's encoders)."""
         side = self.text_side()

@@ -191,7 +191,8 @@ def cached_encodings(cached: CachedTextSide | None, encoder: str,
     return dict(parts)
 
 
-def tower_sentence_encoder(model: Any, batch_size: int = 64) -> Callable[[list[str]], torch.Tensor] | None:
+def tower_sentence_encoder(model: Any, batch_size: int = 64, *,
+                           check_weights: bool = True) -> Callable[[list[str]], torch.Tensor] | None:
     """The sentence encoder inside ``model``'s text tower, when it is the bundled all-MiniLM-L6-v2 unchanged.
 
     Its embeddings equal ``load_text_encoder().encode(texts)`` (same weights, tokens and mean
@@ -201,6 +202,8 @@ def tower_sentence_encoder(model: Any, batch_size: int = 64) -> Callable[[list[s
         model: a CLIP model; only one with ``text_encoder`` (a :class:`ecmm.models.text.TextEncoder`),
             ``text_features`` and ``text_encoder_changed()`` qualifies (the offline model).
         batch_size: texts per MiniLM call.
+        check_weights: compare the tower with the bundled weights; False for a copy of a model that
+            passed (an int8 quantised copy, whose weights are packed).
 
     Returns:
         ``texts -> (N, 384)`` normalised embeddings on the CPU, or None when the model's text tower
@@ -210,7 +213,7 @@ def tower_sentence_encoder(model: Any, batch_size: int = 64) -> Callable[[list[s
     changed = getattr(model, "text_encoder_changed", None)
     if tower is None or not callable(changed) or not hasattr(model, "text_features") or not hasattr(tower, "tokenize"):
         return None
-    if changed():
+    if check_weights and changed():
         return None
 
     @torch.no_grad()

@@ -298,3 +298,20 @@ def test_the_offline_towers_minilm_serves_as_the_sentence_encoder_with_one_pass_
     finally:
         weights[0, 0] = original  # the module's shared MiniLM, exactly as it was
     assert tower_sentence_encoder(FakeClip()) is None
+
+
+def test_int8_query_encoders_share_the_float_catalog_side(tiny_clip, text_encoder):
+    from ecmm.export import count_quantized_linear
+    from ecmm.export_search import int8_query_search
+
+    model, preprocess = tiny_clip
+    small = np.zeros((4, 2, 16, 16, 3), dtype=np.uint8)
+    search = CatalogSearch.build(model, preprocess, model.tokenizer, CATALOG, small, device="cpu",
+                                 text_encoder=text_encoder.encode)
+    quick = int8_query_search(search)
+    assert count_quantized_linear(quick.model)[0] > 0 and count_quantized_linear(search.model)[0] == 0
+    assert quick.text_side() is search.text_side()  # the catalog side is not recomputed
+    frame = quick.search_text("red necktie", k=4)
+    assert sorted(frame.sku_id) == sorted(CATALOG.sku_id)
+    fp32, int8 = (variant.encode_queries(["red necktie"], "dense")[0].clip[0] for variant in (search, quick))
+    assert not torch.equal(fp32, int8) and float(fp32 @ int8) > 0.9  # near the float embedding, not equal

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 __all__ = ["LevelStats", "percentile", "summarise", "mixed_requests", "free_port", "run_level",
-           "encoder_throughput", "encoder_rates", "search_breakdown", "add_parser", "run"]
+           "encoder_throughput", "encoder_rates", "search_breakdown", "int8_report", "add_parser", "run"]
 
 QUERIES: tuple[str, ...] = ("red backpack", "blue running shoes", "black leather wallet", "green t-shirt",
                             "white sneakers", "brown boots", "yellow dress", "grey hoodie", "pink handbag",
@@ -263,6 +263,40 @@ def encoder_rates(search: object, queries: Sequence[str], batch: int = 4) -> dic
             "clip_repeated": encoder_throughput(clip, repeated, repeats=3)}
 
 
+def int8_report(search: object, queries: Sequence[str]) -> dict[str, float]:
+    """What int8 query encoders (:func:`ecmm.export_search.int8_query_search`) gain and cost.
+
+    Returns:
+        ``{"fp32_ms", "int8_ms" (median ms of one hybrid search_records), "fp32_MRR", "int8_MRR",
+        "fp32_R@10", "int8_R@10" (hybrid, the free-form query set), "same_top10" (share of ``queries``
+        whose top-10 SKUs are unchanged)}``.
+    """
+    from ecmm.export_search import int8_query_search
+    from ecmm.hybrid import evaluate_queries
+    from ecmm.query import load_query_set
+
+    quick = int8_query_search(search)
+    report: dict[str, float] = {}
+    labelled = load_query_set("freeform")
+    for name, variant in (("fp32", search), ("int8", quick)):
+        memo = getattr(variant.model, "text_feature_cache", None)
+        times = []
+        for query in queries:
+            if isinstance(memo, dict):
+                memo.clear()
+            start = time.perf_counter()
+            variant.search_records([query], 10)
+            times.append(time.perf_counter() - start)
+        report[f"{name}_ms"] = _median_ms(times)
+        table = evaluate_queries(variant, labelled, modes=("hybrid",))
+        overall = table[table["kind"] == "all"].iloc[0]
+        report[f"{name}_MRR"], report[f"{name}_R@10"] = round(float(overall["MRR"]), 4), round(float(overall["R@10"]), 4)
+    same = [[row["sku_id"] for row in a] == [row["sku_id"] for row in b]
+            for a, b in zip(search.search_records(queries, 10), quick.search_records(queries, 10))]
+    report["same_top10"] = round(sum(same) / len(same), 3)
+    return report
+
+
 def add_parser(subparsers) -> None:
     """Register ``serve``."""
     parser = subparsers.add_parser("serve", help="latency and throughput of `ecmm serve` under a mixed load")
@@ -271,6 +305,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4], help="client threads per level")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds at most per level (default 60)")
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for the server")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time int8 query encoders in process and print the recall they cost")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -331,10 +367,15 @@ def run(args: argparse.Namespace) -> int:
     inside = breakdown["search_records"] + breakdown["serialise"]
     print("one search in process (median ms): " + ", ".join(f"{name} {value:.1f}" for name, value in breakdown.items())
           + f"; framework and HTTP (1-client /search p50 minus search_records and serialise) {single - inside:.1f}")
+    int8 = int8_report(search, QUERY_SET[:40]) if getattr(args, "int8", False) else None
+    if int8 is not None:
+        print(f"int8 query encoders: hybrid search {int8['fp32_ms']:.1f} -> {int8['int8_ms']:.1f} ms; free-form MRR "
+              f"{int8['fp32_MRR']:.3f} -> {int8['int8_MRR']:.3f}, R@10 {int8['fp32_R@10']:.3f} -> {int8['int8_R@10']:.3f}; "
+              f"top-10 unchanged for {100 * int8['same_top10']:.0f}% of {40} queries")
     results = {"levels": {kind: [asdict(level) for level in stats] for kind, stats in levels.items()},
                "encoder_queries_per_second": encoder, "ratio": round(served / encoder, 3),
                "encoder_rates": rates, "load_search_seconds": round(in_process_load, 2),
-               "breakdown_ms": breakdown, "startup_seconds": round(startup, 2),
+               "breakdown_ms": breakdown, "int8": int8, "startup_seconds": round(startup, 2),
                "first_load_seconds": round(first_load, 2), "requests_per_level": args.requests}
     if args.json:
         from ecmm.bench import write_results
