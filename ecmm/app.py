@@ -202,7 +202,7 @@ def load_recommender(check: Callable[[Any], None] | None = None, *, source: Any 
 
     shop = _shop(source, model)
     folder = ensure_asset("fitted_recommender", progress=False, source=shop.source, model=shop.model)
-    data, fitted = load_fitted_recommender(folder, shop.source.table())
+    data, fitted = load_fitted_recommender(folder, shop.source)
     if check is not None:
         check(data)
     return ShopRecommender(data, fitted)

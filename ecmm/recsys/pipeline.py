@@ -219,12 +219,12 @@ def build_fitted_recommender(folder: str | Path, progress: bool = True, *, sourc
                     "final_loss": float(history["loss"][-1]) if history.get("loss") else None}})
 
 
-def load_fitted_recommender(folder: str | Path, catalog: pd.DataFrame) -> tuple[RecsysData, HybridTwoTowerRecommender]:
+def load_fitted_recommender(folder: str | Path, source: Any) -> tuple[RecsysData, HybridTwoTowerRecommender]:
     """A fitted recommender saved by :func:`build_fitted_recommender`, ready to recommend (no training).
 
     Args:
-        folder: the asset folder (its card checked by the caller, e.g. ``ensure_asset``).
-        catalog: the catalog it was fitted on (row = item index).
+        folder: the asset folder (e.g. from ``ensure_asset``; its files are checked against the card).
+        source: the catalog source it was fitted on (``source.table()``: row = item index).
 
     Returns:
         ``(data, model)``: ``data.table`` is None (the raw log is not kept); ``data.split`` and the
@@ -237,6 +237,7 @@ def load_fitted_recommender(folder: str | Path, catalog: pd.DataFrame) -> tuple[
 
     folder = Path(folder)
     card = read_card(folder)
+    catalog = source.table()
     try:
         with np.load(folder / SPLIT_FILE, allow_pickle=False) as arrays:
             split = split_from_arrays(dict(arrays))
