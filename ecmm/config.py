@@ -5,6 +5,13 @@ Settings come from arguments first, then the environment:
 - ``ECMM_PROFILE``: ``offline`` (default, no network) or ``hub`` (Hugging Face hub assets).
 - ``ECMM_QUICK``: ``1`` shrinks data and epochs (tests and CI); ``0`` (default) is the full run.
 - ``ECMM_HOME``: cache folder for prepared data and trained assets (default ``~/.cache/ecmm``).
+- ``ECMM_CATALOG``: path to your own catalog's CSV (wins over the profile; CLI ``--catalog``);
+  ``ECMM_SKIP_BAD_IMAGES=1`` leaves out its products with unreadable images (``--skip-bad-images``).
+- ``ECMM_MODEL``: the CLIP model, ``ecmm-clip`` (default) or an open_clip name[:tag or checkpoint]
+  (CLI ``--model``).
+
+:func:`ecmm.data.catalogs.open_catalog` and :func:`ecmm.data.catalogs.model_spec` read the last
+two; what is built from a (catalog, model) pair is cached in its own folder under ``ECMM_HOME``.
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def test_info_names_the_active_catalog_and_model(shop, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["catalog"].startswith("folder catalog ") and info["model"] == shop.spec
     assert info["shop_cache"].startswith(str(shop.home / "shops")) and info["counts"]["skus"] == 60
-    assert "catalog" not in info["prepared"] and info["prepared"]["shop_clip"]
+    assert "catalog" not in info["prepared"] and "shop_clip" in info["prepared"]  # no offline catalog asset
 
 
 @pytest.mark.parametrize("command", [["search", "bag"], ["recommend", "--user", "u00001"], ["support", "hello"],
@@ -181,3 +181,17 @@ def test_a_malformed_catalog_is_one_line_and_exit_2(shop, tmp_path, capsys, comm
     assert len(lines) == 1 and lines[0].startswith(f"ecmm {command[0]}: error: {bad}") and "Traceback" not in captured.err
     assert "product_type" in lines[0] and captured.out == ""
     assert sorted(shop.home.rglob("*")) == before  # nothing half-built is cached
+
+
+def test_skip_bad_images_leaves_those_products_out(shop, tmp_path, capsys):
+    from catalog_fixtures import write_folder_catalog
+
+    csv_path = write_folder_catalog(tmp_path / "one_bad", rows=20)
+    (csv_path.parent / "images" / "sku-0003-a.jpg").write_bytes(b"not a jpeg")
+    assert main(["info", "--json", "--catalog", str(csv_path)]) == 2
+    error = capsys.readouterr().err
+    assert "sku-0003-a.jpg" in error and "--skip-bad-images" in error
+    assert main(["info", "--json", "--catalog", str(csv_path), "--skip-bad-images"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["counts"]["skus"] == 19 and "1 left out" in info["catalog"]
+    assert os.environ["ECMM_SKIP_BAD_IMAGES"] == "1"  # child processes see the same catalog

@@ -46,7 +46,7 @@ def check_interactions(table: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFra
 
     Args:
         table: events with columns ``user_id, sku_id, event, timestamp``.
-        catalog: the shop catalog (``load_catalog()``); its row order is the item index.
+        catalog: the shop catalog (a catalog source's ``table()``); its row order is the item index.
 
     Returns:
         A copy sorted by ``timestamp`` with ``user_id``/``sku_id`` as strings, ``timestamp`` as
