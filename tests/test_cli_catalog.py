@@ -169,9 +169,12 @@ def test_info_names_the_active_catalog_and_model(shop, capsys):
     assert "catalog" not in info["prepared"] and "shop_clip" in info["prepared"]  # no offline catalog asset
 
 
-@pytest.mark.parametrize("command", [["search", "bag"], ["recommend", "--user", "u00001"], ["support", "hello"],
-                                     ["serve", "--port", "8123"], ["prepare", "--check"], ["info"]])
+@pytest.mark.parametrize("command", [["search", "bag"], ["recommend", "--user", "u00001"],
+                                     ["support", "is this broken?", "--image", "PHOTO"], ["serve", "--port", "8123"],
+                                     ["prepare", "--check"], ["info"]])
 def test_a_malformed_catalog_is_one_line_and_exit_2(shop, tmp_path, capsys, command):
+    photo = next((shop.csv.parent / "images").glob("*.jpg"))
+    command = [str(photo) if part == "PHOTO" else part for part in command]
     bad = tmp_path / "catalog.csv"
     bad.write_text("sku_id,title,price\nA1,red bag,10\n")  # no product_type, category, colour, description, image
     before = sorted(shop.home.rglob("*"))

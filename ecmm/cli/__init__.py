@@ -73,12 +73,20 @@ def apply_shop_options(args: argparse.Namespace) -> None:
         os.environ["ECMM_SKIP_BAD_IMAGES"] = "1"
 
 
-def announce_shop(command: str) -> None:
+def announce_shop(command: str, unused: str | None = None) -> None:
     """Print on stderr which catalog and model the command runs on (one line).
+
+    Args:
+        command: the command's name.
+        unused: why this run needs neither (e.g. ``support`` without a photo); then the catalog
+            is not opened at all.
 
     Raises:
         ecmm.data.folder.CatalogError: the catalog is malformed.
     """
+    if unused is not None:
+        print(f"ecmm {command}: catalog and model not used ({unused})", file=sys.stderr, flush=True)
+        return
     from ecmm.app import describe_shop
 
     print(f"ecmm {command}: {describe_shop()}", file=sys.stderr, flush=True)

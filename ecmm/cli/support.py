@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     message = check_message(args.message)
     image = check_image_file(args.image) if args.image else None
-    announce_shop("support")
+    announce_shop("support", None if image is not None else "no --image: the intent classifier answers alone")
     assistant = load_support(with_photos=image is not None)
     reply = assistant.reply(message, image=image)
     result = reply_record(reply)
