@@ -152,7 +152,7 @@ def tiny_store(tmp_path, monkeypatch):
 
 
 def test_item_14_zeroed_photos_are_refused_then_repaired_identically(tiny_store, capsys):
-    catalog, photos = store.load_catalog("offline"), np.array(store.load_photos("offline"))
+    catalog, photos = store.offline_catalog()[0], np.array(store.offline_catalog()[1])
     assert photos.shape == (30, 4, 128, 128, 3) and len(catalog) == 30
     folder = store.data_dir("catalog")
     with open(folder / "images.npy", "r+b") as handle:  # zero most of the photos, keep the size
@@ -160,22 +160,22 @@ def test_item_14_zeroed_photos_are_refused_then_repaired_identically(tiny_store,
         handle.write(b"\x00" * (photos.nbytes - 128 * 1024))
     forget_verified()  # a new process: the photos were checked before the damage in this one
     with pytest.raises(ArtifactError, match="images.npy does not match its card's sha256") as refused:
-        store.load_photos("offline")
+        store.offline_catalog()[1]
     assert str(folder) in str(refused.value) and REPAIR_COMMAND in str(refused.value)
 
     assert main(["prepare", "--check", "--only", "catalog", "source"]) == 1
     assert "catalog       damaged" in capsys.readouterr().out
     assert main(["prepare", "--repair", "--only", "catalog"]) == 0
-    assert np.array_equal(store.load_photos("offline"), photos)
-    assert store.load_catalog("offline").equals(catalog)
+    assert np.array_equal(store.offline_catalog()[1], photos)
+    assert store.offline_catalog()[0].equals(catalog)
 
 
 def test_item_14_an_index_is_never_built_from_damaged_photos(tiny_store):
-    photos = np.array(store.load_photos("offline"))
+    photos = np.array(store.offline_catalog()[1])
     seen = []
 
     def index_from_photos(folder, progress=True, model=None):  # an index builder reads the photos
-        seen.append(np.array_equal(store.load_photos("offline"), photos))
+        seen.append(np.array_equal(store.offline_catalog()[1], photos))
         (folder / "card.json").write_text('{"recipe": {"version": 1}}')
 
     path = store.data_dir("catalog") / "images.npy"

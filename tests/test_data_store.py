@@ -24,7 +24,7 @@ def test_catalog_card_records_every_file_and_the_recipe(home):
     assert card["files"]["images.npy"]["size"] == (folder / "images.npy").stat().st_size
     assert card["rows"] == 20 and card["images_shape"] == [20, 4, 128, 128, 3]
     assert card["recipe"]["version"] == store.DATA_VERSIONS["catalog"] and card["recipe"]["product_types"] == 2
-    assert store.load_photos("offline").shape == (20, 4, 128, 128, 3)
+    assert store.offline_catalog()[1].shape == (20, 4, 128, 128, 3)
 
 
 def test_prepare_rebuilds_only_when_missing_or_damaged(home, monkeypatch):

@@ -9,15 +9,14 @@ License: CC BY-SA 4.0" (https://openmoji.org), rendered with Pillow from ``openm
 """
 
 from ecmm.data.catalog import CATALOG_COLUMNS, CATEGORIES, COLOURS, PRODUCT_TYPES, ProductType, split_table
-from ecmm.data.catalogs import CatalogSource, PhotoSet, catalog_scope, model_spec, open_catalog, photo_loader
+from ecmm.data.catalogs import (CatalogSource, PhotoSet, catalog_scope, load_catalog, load_photos, model_spec,
+                                open_catalog, photo_loader)
 from ecmm.data.folder import CatalogError, FolderSource
 from ecmm.data.hub import HubSource
 from ecmm.data.intents import INTENTS, load_faq, load_intents
 from ecmm.data.source import augment_photos
 from ecmm.data.store import (
     data_summary,
-    load_catalog,
-    load_photos,
     load_source_corpus,
     prepare_catalog,
     prepare_source_corpus,

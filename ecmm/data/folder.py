@@ -34,7 +34,7 @@ import pandas as pd
 from PIL import Image
 
 from ecmm.data.catalog import CATALOG_COLUMNS, split_table
-from ecmm.data.catalogs import IMAGE_SIZE, PhotoSet, pad_photos
+from ecmm.data.photos import IMAGE_SIZE, PhotoSet, pad_photos
 
 __all__ = ["REQUIRED_COLUMNS", "INTERACTION_COLUMNS", "INTERACTION_EVENTS", "INTERACTIONS_NAME",
            "FOLDER_PHOTOS_PER_SKU", "CatalogError", "FolderPhotos", "FolderSource", "read_interactions"]

@@ -33,10 +33,10 @@ import pandas as pd
 from PIL import Image
 
 from ecmm.data.catalog import CATALOG_COLUMNS, split_table
-from ecmm.data.catalogs import IMAGE_SIZE, PhotoSet
+from ecmm.data.photos import IMAGE_SIZE, PhotoSet
 
 __all__ = ["FASHION_REPO", "FASHION_COLUMNS", "HUB_ATTRIBUTE_COLUMNS", "HUB_DATA_ENV", "HUB_PHOTOS_PER_SKU",
-           "HubPhotos", "HubSource", "hub_data_files", "hub_photos", "load_fashion_catalog"]
+           "HubPhotos", "HubSource", "hub_data_files", "hub_photos"]
 
 FASHION_REPO = "ashraq/fashion-product-images-small"
 FASHION_COLUMNS = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
@@ -298,16 +298,3 @@ def _open_cached(stats: tuple[tuple[str, int, int], ...], max_rows: int | None, 
     return HubSource(data_files=tuple(files), frame=hub_table(frame.iloc[rows].reset_index(drop=True), seed),
                      images=images, rows=rows, fingerprint=digest.hexdigest()[:16], left_out=left_out,
                      max_rows=max_rows, seed=seed)
-
-
-@lru_cache(maxsize=1)
-def load_fashion_catalog(max_rows: int | None = None) -> tuple[pd.DataFrame, HubPhotos]:
-    """The hub catalog's (table, lazy photos); ``max_rows`` None: 2,000 in quick mode, else all.
-
-    Prefer :func:`ecmm.data.catalogs.open_catalog`, which returns the whole source.
-    """
-    from ecmm.config import get_settings
-
-    rows = max_rows if max_rows is not None else (2000 if get_settings().quick else None)
-    source = HubSource.open(max_rows=rows)
-    return source.table(), source.photos()

@@ -20,7 +20,7 @@ from ecmm.artifacts import CARD_NAME, REPAIR_COMMAND, ArtifactError, read_card, 
 from ecmm.config import get_settings
 
 __all__ = ["DATA_VERSIONS", "data_dir", "write_catalog", "write_source_corpus", "prepare_catalog",
-           "prepare_source_corpus", "load_catalog", "load_photos", "load_source_corpus", "data_summary"]
+           "prepare_source_corpus", "offline_catalog", "load_source_corpus", "data_summary"]
 
 DATA_VERSIONS = {"catalog": 2, "source": 1}  # bump when rendering or splits change: caches rebuild
 TABLE_NAME, IMAGES_NAME = "table.json", "images.npy"
@@ -138,43 +138,18 @@ def _offline(name: str) -> tuple[pd.DataFrame, np.ndarray]:
     return frame.copy(), images
 
 
-def load_catalog(profile: str | None = None) -> pd.DataFrame:
-    """The shop catalog, one row per SKU (rendered and cached on first use).
-
-    Args:
-        profile: "offline" (default) or "hub"; None reads ``ECMM_PROFILE``.
+def offline_catalog() -> tuple[pd.DataFrame, np.ndarray]:
+    """The offline shop as prepared on disk: ``(table, photos)``, rendered on first use.
 
     Returns:
-        DataFrame with columns sku_id, title, product_type, category, colour, price,
-        description, split, emoji. Row i matches ``load_photos()[i]``.
+        (DataFrame with ``CATALOG_COLUMNS``, read-only memory-mapped uint8 photos
+        ``(num_skus, photos_per_sku, 128, 128, 3)``).
 
     Raises:
         ecmm.artifacts.ArtifactError: the cached catalog is damaged (the message names the
             folder and ``ecmm prepare --repair``).
     """
-    settings = get_settings(profile)
-    if settings.profile == "hub":
-        from ecmm.data.hub import load_fashion_catalog
-
-        return load_fashion_catalog()[0]
-    return _offline("catalog")[0]
-
-
-def load_photos(profile: str | None = None) -> np.ndarray:
-    """Product photos aligned with :func:`load_catalog` rows.
-
-    Returns:
-        uint8 array (num_skus, photos_per_sku, 128, 128, 3) (read-only, memory-mapped offline).
-
-    Raises:
-        ecmm.artifacts.ArtifactError: the cached photos are damaged.
-    """
-    settings = get_settings(profile)
-    if settings.profile == "hub":
-        from ecmm.data.hub import load_fashion_catalog
-
-        return load_fashion_catalog()[1]
-    return _offline("catalog")[1]
+    return _offline("catalog")
 
 
 def load_source_corpus() -> tuple[pd.DataFrame, np.ndarray]:
