@@ -7,6 +7,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "config", "device", "assets", "data", "models", "losses", "train", "pretraining",
-    "finetune", "index", "search", "metrics", "recsys", "service", "plotting", "export", "ann",
+    "finetune", "finetune_recipe", "optimisation", "index", "search", "metrics", "recsys", "service", "plotting", "export", "ann",
     "serving", "distributed", "interpret", "compute", "trends",
 ]
