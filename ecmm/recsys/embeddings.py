@@ -3,8 +3,8 @@
 The recommenders take item content embeddings as an *input*, a ``(num_items, D)`` array, so any
 encoder can feed them. Two sources:
 
-- ``"clip"``: a CLIP-like model, by default the shop-fine-tuned one of notebook 04 (loaded from
-  :func:`ecmm.finetune.shop_model_dir`; ``"auto"`` picks it once it is built):
+- ``"clip"``: a CLIP-like model, by default the one fine-tuned on the shop's catalog (notebook 04;
+  :func:`shop_model_folder` of the catalog and model; ``"auto"`` picks it once it is built):
   the mean image embedding of a SKU's photos and the text embedding of its title and
   description, each L2-normalised, added and normalised again (a simple late fusion);
 - ``"text"``: the pretrained all-MiniLM-L6-v2 sentence embedding of title + description (the
@@ -18,6 +18,7 @@ cannot go stale); CLIP embeddings are recomputed, because the fine-tuned model c
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 from ecmm.config import atomic_write, get_settings
 from ecmm.device import get_device
 
-__all__ = ["CONTENT_SOURCES", "RECIPE_VERSION", "clip_available", "resolve_content_source", "item_texts",
+__all__ = ["CONTENT_SOURCES", "RECIPE_VERSION", "shop_model_folder", "clip_available", "resolve_content_source", "item_texts",
            "item_content_embeddings", "build_content_embeddings"]
 
 RECIPE_VERSION = 1  # of the recommender asset (MiniLM text embeddings of the shop's catalog)
@@ -35,24 +36,32 @@ RECIPE_VERSION = 1  # of the recommender asset (MiniLM text embeddings of the sh
 CONTENT_SOURCES: tuple[str, ...] = ("auto", "clip", "text")
 
 
-def clip_available(built: bool = False) -> bool:
+def shop_model_folder(source: Any = None, model: str | None = None) -> Path:
+    """Folder of the CLIP model fine-tuned on ``source`` from ``model`` (the registry's ``shop_clip``
+    of that catalog and model; None: ``open_catalog()`` / ``model_spec()``)."""
+    from ecmm.data.catalogs import catalog_scope, open_catalog
+    from ecmm.finetune_recipe import shop_model_dir
+
+    return shop_model_dir(scope=catalog_scope(open_catalog() if source is None else source, model))
+
+
+def clip_available(built: bool = False, folder: str | Path | None = None) -> bool:
     """True when the shop CLIP model can be used (with ``built``: its folder is already built).
 
     Args:
         built: also require the fine-tuned model to be built already (``ecmm prepare`` or
             notebook 04 builds it; building it here would take minutes).
+        folder: the shop model's folder (None: :func:`shop_model_folder` of the environment's shop).
     """
-    from ecmm.finetune import shop_model_dir
-
-    return not built or (shop_model_dir() / "card.json").is_file()
+    return not built or (Path(folder if folder is not None else shop_model_folder()) / "card.json").is_file()
 
 
-def resolve_content_source(source: str = "auto") -> str:
-    """``"auto"`` → ``"clip"`` when the shop CLIP model is built, else ``"text"`` (MiniLM)."""
+def resolve_content_source(source: str = "auto", folder: str | Path | None = None) -> str:
+    """``"auto"`` → ``"clip"`` when the shop CLIP model (in ``folder``) is built, else ``"text"`` (MiniLM)."""
     if source not in CONTENT_SOURCES:
         raise ValueError(f"unknown content source {source!r}: use one of {CONTENT_SOURCES}")
     if source == "auto":
-        return "clip" if clip_available(built=True) else "text"
+        return "clip" if clip_available(built=True, folder=folder) else "text"
     return source
 
 
@@ -92,10 +101,9 @@ def _clip_embeddings(catalog: pd.DataFrame, photos: Any, model, device, batch_si
 
     device = get_device(device)
     if model is None:
-        from ecmm.finetune import shop_model_dir
         from ecmm.models.clip import load_clip_model
 
-        model = load_clip_model(shop_model_dir(), device=device)
+        model = load_clip_model(shop_model_folder(), device=device)
     model.to(device).eval()
     preprocess, tokenizer = model.preprocess, model.tokenizer
     num_items, num_photos = photos.shape[:2]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ecmm.config import get_settings
-from ecmm.recsys.embeddings import item_content_embeddings, resolve_content_source
+from ecmm.recsys.embeddings import item_content_embeddings, resolve_content_source, shop_model_folder
 from ecmm.recsys.interactions import RecsysSplit, split_from_arrays, split_to_arrays, time_split
 from ecmm.recsys.models import (
     BPRRecommender,
@@ -85,7 +85,7 @@ def build_recsys_data(profile: str | None = None, quick: bool | None = None, see
         quick: quick-mode sizes (None reads ``ECMM_QUICK``).
         seed: simulator seed.
         content: content embeddings: "text" (MiniLM, the default: the same on every machine), "clip"
-            (a CLIP model: ``model``, else the shop model of notebook 04) or "auto" (CLIP when it is cached).
+            (the CLIP model fine-tuned on the catalog, notebook 04) or "auto" (CLIP when it is cached).
         interactions: an event log to use; None takes ``source.interactions()``, and when the
             source has none, simulates shoppers over the catalog.
         catalog: a catalog to use instead of ``source.table()`` (tests, fixtures).
@@ -94,7 +94,9 @@ def build_recsys_data(profile: str | None = None, quick: bool | None = None, see
         simulator: simulator config (None: defaults, shrunk in quick mode).
         progress: show progress bars and say which log is used.
         source: a catalog source (None: ``open_catalog(profile)``).
-        model: the CLIP-like model of ``content="clip"`` (None: the built shop model).
+        model: for ``content="clip"``: a CLIP-like model to use as it is, or a model spec (None:
+            ``model_spec()``) whose fine-tuned shop model (the registry's ``shop_clip`` of this
+            catalog and model) is loaded; it must be built.
 
     Returns:
         A :class:`RecsysData`.
@@ -105,6 +107,13 @@ def build_recsys_data(profile: str | None = None, quick: bool | None = None, see
 
         source = open_catalog(profile)
     catalog = source.table() if catalog is None else catalog
+    if content != "text" and not hasattr(model, "encode_image"):  # a spec (or None): the shop model built from it
+        folder = shop_model_folder(source, model)
+        content = resolve_content_source(content, folder)
+        if content == "clip":
+            from ecmm.models.clip import load_clip_model
+
+            model = load_clip_model(folder)
     content = resolve_content_source(content)
     if content == "clip" and photos is None:
         photos = source.photos()
