@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Limits", "LIMITS", "describe_shop", "load_shop_model", "load_search", "load_shop", "fit_recommender",
+__all__ = ["Limits", "LIMITS", "describe_shop", "load_shop_model", "load_search", "load_shop",
            "ShopRecommender", "load_recommender", "load_support", "reply_record", "check_cache"]
 
 
@@ -141,15 +141,6 @@ def load_shop(*, source: Any = None, model: str | None = None) -> Any:
     from ecmm.recsys.pipeline import build_recsys_data
 
     return build_recsys_data(progress=False, source=_shop(source, model).source)
-
-
-def fit_recommender(data: Any) -> Any:
-    """The hybrid two-tower model fitted on ``data.split.train`` (what the ``fitted_recommender`` asset caches)."""
-    from ecmm.recsys.pipeline import build_models
-
-    model = build_models(data.item_embeddings, quick=data.quick, names=("hybrid",), progress=False)["hybrid"]
-    model.fit(data.split.train)
-    return model
 
 
 @dataclass(frozen=True)
