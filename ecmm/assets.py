@@ -223,8 +223,11 @@ def _outdated_reason(asset: Asset, card: Mapping[str, Any], recipe: bool) -> str
     if card.get("legacy"):
         return LEGACY
     shop = active_shop()
+    key = None
     if recipe and asset.key is not None:
-        key = _key(asset, shop)
+        with contextlib.suppress(ArtifactError):  # a damaged catalog is reported on its own line
+            key = _key(asset, shop)
+    if key is not None:
         if card.get("key") != key:
             recorded_key = card.get("key") if isinstance(card.get("key"), dict) else {}
             changed = sorted(name for name in set(key) | set(recorded_key) if key.get(name) != recorded_key.get(name))

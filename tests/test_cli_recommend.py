@@ -34,13 +34,16 @@ def tiny_shop():
 @pytest.fixture(autouse=True)
 def small_build(monkeypatch, tiny_shop, tmp_path):
     import ecmm.assets
+
+    monkeypatch.delenv("ECMM_CATALOG", raising=False)
+    monkeypatch.delenv("ECMM_MODEL", raising=False)
     import ecmm.recsys.pipeline
 
     loaded = []
     monkeypatch.setattr(ecmm.assets, "ensure_asset", lambda name, **kwargs: tmp_path / name)
     monkeypatch.setattr(ecmm.recsys.pipeline, "load_fitted_recommender",
                         lambda folder, source: loaded.append(folder.name) or tiny_shop)
-    monkeypatch.setattr(ecmm.app, "describe_shop", lambda **kwargs: "catalog: tiny shop; model: none")
+    monkeypatch.setattr("ecmm.cli.catalog_line", lambda source: "tiny shop")
     return loaded
 
 
@@ -57,7 +60,7 @@ def test_cart_recommendations_as_text(capsys, small_build):
     assert main(["recommend", "--cart", "S00,S10", "--k", "2"]) == 0
     assert small_build == ["fitted_recommender"]  # the cached fitted model, no training here
     captured = capsys.readouterr()
-    assert captured.err.strip() == "ecmm recommend: catalog: tiny shop; model: none"
+    assert captured.err.strip() == "ecmm recommend: catalog: tiny shop; model: ecmm-clip"
     lines = captured.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("1. ")
     assert "S00" not in "".join(lines) and "S10" not in "".join(lines)  # the cart is not recommended back

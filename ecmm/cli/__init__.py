@@ -87,9 +87,21 @@ def announce_shop(command: str, unused: str | None = None) -> None:
     if unused is not None:
         print(f"ecmm {command}: catalog and model not used ({unused})", file=sys.stderr, flush=True)
         return
-    from ecmm.app import describe_shop
+    from ecmm.assets import active_shop
 
-    print(f"ecmm {command}: {describe_shop()}", file=sys.stderr, flush=True)
+    shop = active_shop()
+    print(f"ecmm {command}: catalog: {catalog_line(shop.source)}; model: {shop.model}", file=sys.stderr, flush=True)
+
+
+def catalog_line(source) -> str:
+    """``source.describe()``, or its name and why it does not load (a damaged cached catalog, which
+    ``ecmm prepare --check`` must still report)."""
+    from ecmm.artifacts import ArtifactError
+
+    try:
+        return source.describe()
+    except ArtifactError as error:
+        return f"{source.name} (it does not load: {error.problem})"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,6 +83,7 @@ def collect_info() -> dict:
     """
     from ecmm import __version__
     from ecmm.assets import active_shop
+    from ecmm.cli import catalog_line
     from ecmm.config import get_settings
     from ecmm.device import describe_device
 
@@ -99,7 +100,7 @@ def collect_info() -> dict:
     return {
         "ecmm": __version__, "python": platform.python_version(), "packages": versions,
         "device": describe_device(), "profile": settings.profile, "quick": settings.quick,
-        "catalog": shop.source.describe(), "model": shop.model,
+        "catalog": catalog_line(shop.source), "model": shop.model,
         "cache": str(settings.home), "shop_cache": str(settings.home / shop.scope) if shop.scope else str(settings.home),
         "prepared": {entry["name"]: entry["status"] in ("ok", "outdated") for entry in report},
         "assets": report,
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     print("prepared: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["prepared"].items()))
     for entry in info["assets"]:
         detail = f"  ({entry['detail']})" if entry["detail"] else ""
-        print(f"  {entry['name']:<18} {entry['status']:<9} {_megabytes(entry['bytes']):>10}{detail}")
+        print(f"  {entry['name']:<13} {entry['status']:<9} {_megabytes(entry['bytes']):>10}{detail}")
     for key, value in info["counts"].items():
         print(f"  {key}: {value}")
     flagged = [e["name"] for e in info["assets"] if e["status"] in ("damaged", "outdated")]

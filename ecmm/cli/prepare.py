@@ -36,10 +36,10 @@ def add_parser(subparsers) -> None:
 
 def status_table(statuses) -> str:
     """The ``--check`` table: one line per asset with its status, folder and (if not ok) why."""
-    lines = [f"{'asset':<18} {'status':<9} path"]
+    lines = [f"{'asset':<13} {'status':<9} path"]
     for status in statuses:
         detail = f"  ({status.detail})" if status.detail else ""
-        lines.append(f"{status.name:<18} {status.status:<9} {status.path}{detail}")
+        lines.append(f"{status.name:<13} {status.status:<9} {status.path}{detail}")
     return "\n".join(lines)
 
 
