@@ -15,7 +15,6 @@ Cached artefacts are read through :mod:`ecmm.artifacts`, so a damaged file raise
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -69,11 +68,9 @@ def describe_shop(*, source: Any = None, model: str | None = None) -> str:
 
 def _shop(source: Any, model: str | None) -> Any:
     """The :class:`ecmm.assets.Shop` of ``(source, model)`` (None: the environment's catalog / model)."""
-    from ecmm.assets import Shop, active_shop
-    from ecmm.data.catalogs import model_spec
+    from ecmm.assets import shop_of
 
-    current = active_shop() if source is None or model is None else None
-    return Shop(current.source if source is None else source, current.model if model is None else model_spec(model))
+    return shop_of(source, model)
 
 
 def load_shop_model(device: Any = None, progress: bool = True, *, source: Any = None,

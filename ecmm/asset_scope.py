@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["Shop", "active_shop", "using_shop"]
+__all__ = ["Shop", "active_shop", "shop_of", "using_shop"]
 
 
 @dataclass(frozen=True)
@@ -94,20 +94,34 @@ def active_shop() -> Shop:
     return _DEFAULT_SHOPS[key]
 
 
-@contextlib.contextmanager
-def using_shop(source: Any = None, model: str | None = None) -> Iterator[Shop]:
-    """Inside the block, scoped assets are those of ``(source, model)``.
+def shop_of(source: Any = None, model: str | None = None) -> Shop:
+    """The :class:`Shop` of ``(source, model)``; a None part is the active shop's (the catalog is
+    opened only when ``source`` is None).
 
-    Args:
-        source: a catalog source; None: the environment's (``open_catalog()``).
-        model: a model spec; None: the environment's (``model_spec()``).
+    Raises:
+        ecmm.data.folder.CatalogError: ``source`` is None and ``ECMM_CATALOG`` names a malformed catalog.
     """
-    current = active_shop()
     from ecmm.data.catalogs import model_spec
 
-    shop = Shop(current.source if source is None else source, current.model if model is None else model_spec(model))
-    token = _ACTIVE.set(shop)
+    active = _ACTIVE.get()
+    if source is None:
+        active = active or active_shop()
+        source = active.source
+    if model is None:
+        return Shop(source, active.model if active is not None else model_spec())
+    return Shop(source, model_spec(model))
+
+
+@contextlib.contextmanager
+def using_shop(source: Any = None, model: str | None = None) -> Iterator[Shop]:
+    """Inside the block, scoped assets are those of ``(source, model)`` (see :func:`shop_of`).
+
+    Args:
+        source: a catalog source; None: the active one (else ``open_catalog()``).
+        model: a model spec; None: the active one (else ``model_spec()``).
+    """
+    token = _ACTIVE.set(shop_of(source, model))
     try:
-        yield shop
+        yield _ACTIVE.get()
     finally:
         _ACTIVE.reset(token)

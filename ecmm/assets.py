@@ -14,9 +14,10 @@ Builders are imported only when one is run, so that ``ecmm info`` stays fast.
 Assets built from the shop's catalog and model are *scoped*: each (catalog, model) pair has its
 own folder, ``ECMM_HOME/<scope>/assets/...`` (:mod:`ecmm.asset_scope`: :func:`active_shop`,
 :func:`using_shop`; the default shop keeps the default layout). Their builders receive
-``source=`` (and the fine-tuned model's builder ``model=``, the model spec). The ``catalog`` dependency stands for the active source: its fingerprint in
-``built_from`` is ``source.fingerprint``, and only a source cached as the registry's ``catalog``
-asset (the offline shop) builds it; the kit's pretrained ``clip`` is built only for ``ecmm-clip``.
+``source=`` (and the fine-tuned model's builder ``model=``, the model spec). The ``catalog``
+dependency stands for the active source: its fingerprint in ``built_from`` is
+``source.fingerprint``, and only a source cached as the registry's ``catalog`` asset (the offline
+shop) builds it; the kit's pretrained ``clip`` is built only for ``ecmm-clip``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from typing import Any, Callable, Iterator, Mapping
 
 from ecmm.artifacts import (CARD_NAME, ArtifactError, artifact_status, card_fingerprint,
                             file_table, read_card, replace_folder)
-from ecmm.asset_scope import Shop, active_shop, using_shop
+from ecmm.asset_scope import Shop, active_shop, shop_of, using_shop
 from ecmm.config import get_settings, write_json
 
-__all__ = ["Asset", "AssetStatus", "ASSETS", "STATUSES", "MissingBuilderError", "Shop", "active_shop",
+__all__ = ["Asset", "AssetStatus", "ASSETS", "STATUSES", "MissingBuilderError", "Shop", "active_shop", "shop_of",
            "using_shop", "asset_dir", "asset_card", "get_asset", "asset_in_use", "builder_available", "asset_status",
            "check_assets", "ensure_asset", "repair_assets", "override_builders"]
 

@@ -62,7 +62,8 @@ def shop(tmp_path_factory, folder_catalog, tiny_open_clip):
         patch.setenv("ECMM_HOME", str(home))
         for name in SHOP_VARIABLES:
             patch.delenv(name, raising=False)
-        with assets.override_builders({"shop_clip": partial(build_shop_model, config=recipe), "support": _stub_support}):
+        builders = {"shop_clip": partial(build_shop_model, config=recipe), "support": _stub_support}
+        with assets.override_builders(builders):
             yield SimpleNamespace(home=home, csv=folder_catalog, spec=spec,
                                   argv=["--catalog", str(folder_catalog), "--model", spec])
 
@@ -132,7 +133,8 @@ def test_recommend_uses_the_catalogs_own_events(shop, tmp_path, capsys):
 
 
 def test_support_identifies_a_product_of_the_folder_catalog(shop, capsys, monkeypatch):
-    monkeypatch.setattr("ecmm.service.assistant.load_support_classifier", lambda folder, device=None: (FixedClassifier(), 0.5))
+    monkeypatch.setattr("ecmm.service.assistant.load_support_classifier",
+                        lambda folder, device=None: (FixedClassifier(), 0.5))
     photo = next((shop.csv.parent / "images").glob("*.jpg"))
     assert main(["support", "this arrived broken", "--image", str(photo), "--json", *shop.argv]) == 0
     reply = json.loads(capsys.readouterr().out)
@@ -181,7 +183,8 @@ def test_a_malformed_catalog_is_one_line_and_exit_2(shop, tmp_path, capsys, comm
     assert main([*command, "--catalog", str(bad)]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"ecmm {command[0]}: error: {bad}") and "Traceback" not in captured.err
+    assert len(lines) == 1 and lines[0].startswith(f"ecmm {command[0]}: error: {bad}")
+    assert "Traceback" not in captured.err
     assert "product_type" in lines[0] and captured.out == ""
     assert sorted(shop.home.rglob("*")) == before  # nothing half-built is cached
 

@@ -101,7 +101,7 @@ def collect_info() -> dict:
         "ecmm": __version__, "python": platform.python_version(), "packages": versions,
         "device": describe_device(), "profile": settings.profile, "quick": settings.quick,
         "catalog": catalog_line(shop.source), "model": shop.model,
-        "cache": str(settings.home), "shop_cache": str(settings.home / shop.scope) if shop.scope else str(settings.home),
+        "cache": str(settings.home), "shop_cache": str(settings.home / shop.scope if shop.scope else settings.home),
         "prepared": {entry["name"]: entry["status"] in ("ok", "outdated") for entry in report},
         "assets": report,
         "counts": counts,

@@ -106,5 +106,6 @@ def run(args: argparse.Namespace) -> int:
                 continue
         print(f"{asset.name:9s} ready in {time.perf_counter() - start:6.1f} s  ({asset.description}{why})")
     scope = active_shop().scope
-    print(f"cache: {get_settings().home}" + (f" (this catalog and model: {get_settings().home / scope})" if scope else ""))
+    home = get_settings().home
+    print(f"cache: {home}" + (f" (this catalog and model: {home / scope})" if scope else ""))
     return 1 if failures else 0

@@ -28,7 +28,8 @@ import torch
 from ecmm.config import atomic_write, get_settings
 from ecmm.device import get_device
 
-__all__ = ["CONTENT_SOURCES", "RECIPE_VERSION", "shop_model_folder", "clip_available", "resolve_content_source", "item_texts",
+__all__ = ["CONTENT_SOURCES", "RECIPE_VERSION", "shop_model_folder", "clip_available", "resolve_content_source",
+           "item_texts",
            "item_content_embeddings", "build_content_embeddings"]
 
 RECIPE_VERSION = 1  # of the recommender asset (MiniLM text embeddings of the shop's catalog)

@@ -245,9 +245,10 @@ def split_to_arrays(split: RecsysSplit) -> dict[str, np.ndarray]:
 def split_from_arrays(arrays: dict[str, np.ndarray]) -> RecsysSplit:
     """The :class:`RecsysSplit` that :func:`split_to_arrays` wrote."""
     num_users, num_items = (int(size) for size in arrays["sizes"])
-    parts = {part_name: Interactions(**{name: np.asarray(arrays[f"{part_name}.{name}"]) for name in _INTERACTION_ARRAYS},
-                                     num_users=num_users, num_items=num_items)
-             for part_name in ("train", "test")}
+    parts = {}
+    for part_name in ("train", "test"):
+        columns = {name: np.asarray(arrays[f"{part_name}.{name}"]) for name in _INTERACTION_ARRAYS}
+        parts[part_name] = Interactions(**columns, num_users=num_users, num_items=num_items)
     return RecsysSplit(train=parts["train"], test=parts["test"], user_ids=np.asarray(arrays["user_ids"]),
                        sku_ids=np.asarray(arrays["sku_ids"]), cold_items=np.asarray(arrays["cold_items"]),
                        new_users=np.asarray(arrays["new_users"]),
