@@ -126,6 +126,8 @@ def test_notebook_runs_on_the_catalog(catalog: str, name: str, catalog_environme
         file.write(json.dumps({"catalog": catalog, "notebook": name, "seconds": round(seconds, 1),
                                "returncode": result.returncode}) + "\n")
     print(f"{name} on the {catalog} catalog: {seconds:.0f} s")
+    output = result.stdout + result.stderr
+    first_failure = max(output.find("_ notebooks/"), 0)  # nbval's report of the first failing cell
     assert result.returncode == 0, (f"{name} failed on the {catalog} catalog "
                                     f"({environment.get('ECMM_CATALOG') or environment.get('ECMM_HUB_DATA')}):\n"
-                                    + (result.stdout + result.stderr)[-8000:])
+                                    + output[first_failure:first_failure + 6000] + "\n...\n" + output[-2000:])
