@@ -302,7 +302,8 @@ def _damaged_home(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ECMM_HOME", str(tmp_path / "home"))
     monkeypatch.setattr("ecmm.assets.ensure_asset", lambda name, **kwargs: asset_dir(name))
-    files = {"shop_clip": "model.safetensors", "recommender": "embeddings.safetensors", "support": "model.safetensors"}
+    files = {"shop_clip": "model.safetensors", "recommender": "embeddings.safetensors",
+             "fitted_recommender": "split.npz", "support": "model.safetensors"}
     for name, file in files.items():
         folder = write_artifact(asset_dir(name), lambda temporary, file=file: (temporary / file).write_bytes(b"w" * 4096),
                                 {"asset": name})
@@ -316,15 +317,15 @@ def test_a_damaged_cache_is_503_naming_the_repair_command(tmp_path, monkeypatch)
     from ecmm.serving import default_backends
 
     _damaged_home(tmp_path, monkeypatch)
-    monkeypatch.setattr("ecmm.app.load_shop", lambda: read_card(asset_dir("recommender")))
     client = TestClient(create_app(default_backends()), raise_server_exceptions=False)
     for response in (client.get("/search", params={"q": "bag"}), client.get("/recommend", params={"user": "u00001"}),
                      client.post("/support", json={"message": "where is my order?"})):
         assert response.status_code == 503
-        assert REPAIR_COMMAND in response.json()["detail"] and "damaged" in response.json()["detail"]
+        detail = response.json()["detail"]
+        assert REPAIR_COMMAND in detail and "has 100 bytes" in detail, detail
     health = client.get("/health")
     assert health.status_code == 503 and health.json()["status"] == "not ready"
-    assert {"shop_clip", "recommender", "support"} <= set(health.json()["not_ready"])
+    assert {"shop_clip", "fitted_recommender", "support"} <= set(health.json()["not_ready"])
     assert health.json()["repair"] == REPAIR_COMMAND
 
 
