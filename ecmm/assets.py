@@ -71,14 +71,15 @@ ASSETS: tuple[Asset, ...] = (
     Asset("shop_clip", "CLIP model fine-tuned on the shop catalog", "assets/shop_clip",
           "ecmm.finetune:build_shop_model", ("clip", "catalog"), default=True, scoped=True, model_spec=True),
     Asset("support", "customer-support intent classifier", "assets/support",
-          "ecmm.service.assistant:build_support_classifier"),
+          "ecmm.service.assistant:build_support_classifier", default=True),
     Asset("search_index", "index of the catalog photos under the shop model", "assets/search_index",
-          "ecmm.search:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip", scoped=True),
+          "ecmm.search:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip", scoped=True,
+          default=True),
     Asset("recommender", "content embeddings of the catalog for recommendation", "assets/recommender",
-          "ecmm.recsys.embeddings:build_content_embeddings", ("catalog",), scoped=True),
+          "ecmm.recsys.embeddings:build_content_embeddings", ("catalog",), scoped=True, default=True),
     Asset("fitted_recommender", "hybrid two-tower recommender fitted on the shop's log",
           "assets/fitted_recommender", "ecmm.recsys.pipeline:build_fitted_recommender", ("recommender", "catalog"),
-          scoped=True, key="ecmm.recsys.pipeline:fitted_recommender_key"),
+          scoped=True, key="ecmm.recsys.pipeline:fitted_recommender_key", default=True),
 )
 
 SOURCE_ASSET = "catalog"  # the asset a dependency on "the shop's catalog" names (the offline shop's cache)

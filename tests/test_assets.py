@@ -51,7 +51,7 @@ def stub_home(tmp_path, monkeypatch):
 
 def test_registry_lists_every_cached_artefact_with_its_builder():
     assert {a.name: a.builder for a in assets.ASSETS} == CONTRACT
-    assert [a.name for a in assets.ASSETS if a.default] == ["catalog", "source", "backbone", "clip", "shop_clip"]
+    assert all(a.default for a in assets.ASSETS)  # a plain `ecmm prepare` builds what every command loads
 
 
 def test_dependencies_come_first_in_registry_order():
