@@ -269,7 +269,7 @@ def int8_report(search: object, queries: Sequence[str]) -> dict[str, float]:
     Returns:
         ``{"fp32_ms", "int8_ms" (median ms of one hybrid search_records), "fp32_MRR", "int8_MRR",
         "fp32_R@10", "int8_R@10" (hybrid, the free-form query set), "same_top10" (share of ``queries``
-        whose top-10 SKUs are unchanged)}``.
+        whose top-10 SKUs are unchanged, in order), "top10_overlap" (mean share of a top 10 kept)}``.
     """
     from ecmm.export_search import int8_query_search
     from ecmm.hybrid import evaluate_queries
@@ -291,9 +291,10 @@ def int8_report(search: object, queries: Sequence[str]) -> dict[str, float]:
         table = evaluate_queries(variant, labelled, modes=("hybrid",))
         overall = table[table["kind"] == "all"].iloc[0]
         report[f"{name}_MRR"], report[f"{name}_R@10"] = round(float(overall["MRR"]), 4), round(float(overall["R@10"]), 4)
-    same = [[row["sku_id"] for row in a] == [row["sku_id"] for row in b]
-            for a, b in zip(search.search_records(queries, 10), quick.search_records(queries, 10))]
-    report["same_top10"] = round(sum(same) / len(same), 3)
+    pairs = [([row["sku_id"] for row in a], [row["sku_id"] for row in b])
+             for a, b in zip(search.search_records(queries, 10), quick.search_records(queries, 10))]
+    report["same_top10"] = round(sum(a == b for a, b in pairs) / len(pairs), 3)
+    report["top10_overlap"] = round(sum(len(set(a) & set(b)) / len(a) for a, b in pairs) / len(pairs), 3)
     return report
 
 
@@ -371,7 +372,8 @@ def run(args: argparse.Namespace) -> int:
     if int8 is not None:
         print(f"int8 query encoders: hybrid search {int8['fp32_ms']:.1f} -> {int8['int8_ms']:.1f} ms; free-form MRR "
               f"{int8['fp32_MRR']:.3f} -> {int8['int8_MRR']:.3f}, R@10 {int8['fp32_R@10']:.3f} -> {int8['int8_R@10']:.3f}; "
-              f"top-10 unchanged for {100 * int8['same_top10']:.0f}% of {40} queries")
+              f"top-10 unchanged for {100 * int8['same_top10']:.0f}% of 40 queries, "
+              f"{100 * int8['top10_overlap']:.0f}% of a top 10 kept on average")
     results = {"levels": {kind: [asdict(level) for level in stats] for kind, stats in levels.items()},
                "encoder_queries_per_second": encoder, "ratio": round(served / encoder, 3),
                "encoder_rates": rates, "load_search_seconds": round(in_process_load, 2),
