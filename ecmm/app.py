@@ -117,13 +117,13 @@ def load_search(device: Any = None, progress: bool = True, *, source: Any = None
     from ecmm.artifacts import ArtifactError
     from ecmm.assets import ensure_asset
     from ecmm.models.text import load_text_encoder
-    from ecmm.search import CatalogSearch
+    from ecmm.search import CatalogSearch, tower_sentence_encoder
 
     shop = _shop(source, model)
     clip, _, _ = load_shop_model(device=device, progress=progress, source=shop.source, model=shop.model)
     table = shop.source.table()
     folder = ensure_asset("search_index", progress=progress, source=shop.source, model=shop.model)
-    text_encoder = load_text_encoder(device=device).encode
+    text_encoder = tower_sentence_encoder(clip) or load_text_encoder(device=device).encode  # one MiniLM pass
     try:
         return CatalogSearch.from_folder(folder, clip, table, device, text_encoder)
     except (OSError, ValueError, KeyError) as error:

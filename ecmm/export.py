@@ -288,7 +288,11 @@ def quantize_int8(module: nn.Module) -> nn.Module:
 
     float_module = copy.deepcopy(module).cpu().eval()
     with _quiet_exporters():
-        return torch.ao.quantization.quantize_dynamic(float_module, {nn.Linear}, dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(float_module, {nn.Linear}, dtype=torch.qint8)
+    for layer in quantized.modules():  # open_clip reads the compute dtype of an int8 layer from this
+        if "quantized" in type(layer).__module__:  # attribute (its own int8 path sets it too)
+            layer.int8_original_dtype = torch.float32
+    return quantized
 
 
 def count_quantized_linear(module: nn.Module) -> tuple[int, int]:

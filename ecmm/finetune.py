@@ -212,6 +212,7 @@ def _finetune(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame
             texts, source_texts = pad_hidden(texts, length), pad_hidden(source_texts, length)
         source = (source_images.to(device) if view.tail is not None else source_images, source_texts, name_ids)
     batch_size = min(config.batch_size - replay, len(images))
+    batch_size -= (batch_size + replay) % context.world_size  # every rank gets an equal share
     part = shard_positions(batch_size + replay, context.rank, context.world_size)
     batches = PairBatches(images, texts, int(photos.shape[1]), len(rows), batch_size, replay, source, tokenizer,
                           part, config.seed)

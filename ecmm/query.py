@@ -228,7 +228,7 @@ def vocabulary_for(catalog) -> QueryVocabulary:
         return []
 
     colours = {value: shared(table["colours"], value) for value in catalog["colour"].astype(str).unique()}
-    types = sorted(catalog["product_type"].astype(str).unique())
+    types = list(catalog["product_type"].astype(str).unique())  # in catalog order (ties between uses keep it)
     return build_vocabulary(colours, {value: shared(table["product_types"], value) for value in types},
                             {value: shared(table.get("uses", {}), value) for value in types},
                             table.get("everyday_words", ()))

@@ -85,7 +85,7 @@ class CatalogSearch:
         device: where queries are embedded.
         blend: how ``"hybrid"`` fuses its signals.
         default_mode: the mode used when ``search_text`` gets ``mode=None``.
-        vocabulary: the query parser's vocabulary; None = the offline shop's.
+        vocabulary: the query parser's vocabulary; None = :func:`ecmm.query.vocabulary_for` the catalog.
         text_encoder: texts -> ``(N, D)`` embeddings for the text->text signals (product titles,
             product type names); None = the CLIP text tower.
         cached: a saved text side (:func:`ecmm.text_side.load_text_side`); None computes it on
@@ -104,6 +104,10 @@ class CatalogSearch:
         self.catalog = catalog.reset_index(drop=True)
         self.index = index
         self.device = get_device(device)
+        if vocabulary is None:
+            from ecmm.query import vocabulary_for
+
+            vocabulary = vocabulary_for(catalog)
         self.blend, self.default_mode, self.vocabulary = blend, default_mode, vocabulary
         self.text_encoder = text_encoder
         self.cached = cached

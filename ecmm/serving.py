@@ -322,7 +322,10 @@ def default_backends(device: Any = None, *, source: Any = None, model: str | Non
         catalog = shop_source()
         with lock:
             if "search" not in shared:
-                shared["search"] = wiring.load_search(device=device, progress=False, source=catalog, model=model)
+                from ecmm.serving_http import BatchedSearch
+
+                shared["search"] = BatchedSearch(wiring.load_search(device=device, progress=False, source=catalog,
+                                                                    model=model))  # concurrent queries share a batch
         return shared["search"]
 
     def recommend() -> Callable[[str, int], list]:

@@ -49,6 +49,9 @@ class _ModeSearch:
     def understand(self, query):
         return {"colours": ["red"], "product_types": ["bag"]}
 
+    def answer(self, query, k=10, mode=None):
+        return self.search_text(query, k, mode), self.understand(query)
+
 
 def test_mode_is_passed_and_the_understood_constraints_are_printed(monkeypatch, capsys):
     import ecmm.app

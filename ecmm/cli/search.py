@@ -50,12 +50,6 @@ def validate(args: argparse.Namespace) -> tuple[str | None, object]:
     return None, check_image_file(args.image)
 
 
-def _understood(search, query: str) -> dict:
-    """The constraints the search read from the query (colour, type, price), if it can."""
-    understand = getattr(search, "understand", None)
-    return dict(understand(query) or {}) if callable(understand) else {}
-
-
 def run(args: argparse.Namespace) -> int:
     """Search and print the results; returns the exit status."""
     from ecmm.app import load_search
@@ -65,12 +59,10 @@ def run(args: argparse.Namespace) -> int:
     announce_shop("search")
     search = load_search()
     if image is not None:
-        results = search.search_image(image, args.k)
-    elif args.mode is not None:
-        results = search.search_text(query, args.k, mode=args.mode)
-    else:
-        results = search.search_text(query, args.k)
-    understood = _understood(search, query) if query is not None else {}
+        results, understood = search.search_image(image, args.k), {}
+    else:  # the results and what was read from the query, from one encoding of it
+        results, understood = search.answer(query, args.k, args.mode)
+        understood = dict(understood or {})
     if args.json:
         print(json.dumps(results_to_records(results), indent=2, ensure_ascii=False))
         if understood:
