@@ -112,6 +112,19 @@ def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
     return Path(path)
 
 
+def run_name(settings: Settings) -> str:
+    """What recorded metrics are filed under: the profile, plus a digest of ``ECMM_CATALOG`` and
+    ``ECMM_MODEL`` when either is set to something else than the default (so a run on your own
+    catalog or model never overwrites the offline shop's numbers)."""
+    import hashlib
+
+    catalog = os.environ.get("ECMM_CATALOG", "").strip()
+    model = os.environ.get("ECMM_MODEL", "").strip()
+    if not catalog and model in ("", "ecmm-clip"):
+        return settings.profile
+    return f"{settings.profile}-{hashlib.sha256(f'{catalog}|{model}'.encode()).hexdigest()[:8]}"
+
+
 def record_metrics(name: str, metrics: Mapping[str, Any], settings: Settings | None = None):
     """Save a notebook's key metrics as JSON under ``ECMM_HOME/metrics`` and show them as a table.
 
@@ -127,7 +140,8 @@ def record_metrics(name: str, metrics: Mapping[str, Any], settings: Settings | N
 
     settings = settings or get_settings()
     mode = "quick" if settings.quick else "full"
-    payload = {"notebook": name, "profile": settings.profile, "mode": mode, "metrics": dict(metrics)}
-    write_json(settings.home / "metrics" / f"{name}.{settings.profile}.{mode}.json", payload)
+    payload = {"notebook": name, "profile": settings.profile, "run": run_name(settings), "mode": mode,
+               "metrics": dict(metrics)}
+    write_json(settings.home / "metrics" / f"{name}.{run_name(settings)}.{mode}.json", payload)
     frame = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
     return frame.set_index("metric")

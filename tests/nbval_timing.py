@@ -30,11 +30,11 @@ def pytest_runtest_logreport(report) -> None:
 
 
 def _metrics(notebook: str) -> str:
-    from ecmm.config import get_settings
+    from ecmm.config import get_settings, run_name
 
     settings = get_settings()
     mode = "quick" if settings.quick else "full"
-    path = settings.home / "metrics" / f"{Path(notebook).stem}.{settings.profile}.{mode}.json"
+    path = settings.home / "metrics" / f"{Path(notebook).stem}.{run_name(settings)}.{mode}.json"
     if not path.is_file():
         return "(none recorded)"
     metrics = json.loads(path.read_text()).get("metrics", {})
