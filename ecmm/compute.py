@@ -295,7 +295,7 @@ def recorded_label_efficiency(settings: Any = None) -> pd.DataFrame:
 
 def intent_label_efficiency(shots: Iterable[int] = (1, 5, 10), seeds: Iterable[int] = (0,),
                             max_test: int | None = None, device: str | torch.device | None = None,
-                            progress: bool = True) -> pd.DataFrame:
+                            progress: bool = True, intents: pd.DataFrame | None = None) -> pd.DataFrame:
     """Few-shot intent accuracy: frozen MiniLM + softmax head (transfer) vs TF-IDF + logistic regression.
 
     Args:
@@ -304,6 +304,9 @@ def intent_label_efficiency(shots: Iterable[int] = (1, 5, 10), seeds: Iterable[i
         max_test: keep at most this many test messages (seeded), for quick runs; None keeps all.
         device: where MiniLM runs; None picks the best available.
         progress: show a progress bar.
+        intents: the labelled messages (columns ``text, intent, split``, as
+            :func:`ecmm.data.load_intents` returns them), e.g. ``load_intents(profile="offline")``
+            for the hand-written messages without network; None loads the active profile's.
 
     Returns:
         DataFrame ``task, method, labels, score, metric, mode`` (mode ``"recomputed"``).
@@ -315,7 +318,11 @@ def intent_label_efficiency(shots: Iterable[int] = (1, 5, 10), seeds: Iterable[i
     from ecmm.service.intents import (FrozenIntentClassifier, TfidfIntentClassifier, evaluate_intents,
                                       sample_few_shot)
 
-    intents = load_intents()
+    if intents is None:
+        intents = load_intents()
+    missing = {"text", "intent", "split"} - set(intents.columns)
+    if missing:
+        raise ValueError(f"intents needs the columns text, intent and split; missing {sorted(missing)}")
     train, test = intents[intents["split"] == "train"], intents[intents["split"] == "test"]
     if max_test is not None and len(test) > max_test:
         test = test.sample(max_test, random_state=0)

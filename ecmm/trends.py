@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ecmm.data.photos import PhotoSet
 from ecmm.device import get_device, single_thread
 from ecmm.progress import progress_bar
 from ecmm.train import clip_step, fit
@@ -72,22 +73,39 @@ class WaveInputs:
 
 @torch.no_grad()
 def cache_wave_inputs(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame,
-                      photos: np.ndarray, batch_size: int = 256) -> WaveInputs:
+                      photos: PhotoSet | np.ndarray, batch_size: int = 256,
+                      rows: np.ndarray | None = None) -> WaveInputs:
     """Run the frozen CNN blocks over all photos and MiniLM over all titles, once.
 
+    Photos are read a batch of SKUs at a time (a :class:`~ecmm.data.photos.PhotoSet` decodes only
+    that batch); only the feature maps stay in memory.
+
+    Args:
+        model, preprocess, tokenizer: the kit's CLIP model (its CNN's blocks but the last run here).
+        catalog: the products, one row per SKU in ``rows``.
+        photos: uint8 ``(num_skus, P, H, W, 3)``: a PhotoSet or an array.
+        batch_size: photos per CNN batch (about ``batch_size / P`` SKUs).
+        rows: which SKUs of ``photos`` to read, aligned with ``catalog`` rows; None: all.
+
     Returns:
-        A :class:`WaveInputs` on CPU.
+        A :class:`WaveInputs` on CPU: maps ``(len(catalog), P, C, h, w)``, titles ``(len(catalog), 384)``.
     """
+    rows = np.arange(len(photos)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) != len(catalog):
+        raise ValueError(f"{len(rows)} photo rows for a catalog of {len(catalog)} products: pass one row per product")
     model = model.cpu().eval()
     frozen = torch.nn.Sequential(*list(model.backbone.blocks)[:-1])
-    flat = photos.reshape(-1, *photos.shape[2:])
-    maps = torch.cat([frozen(preprocess(np.array(flat[start:start + batch_size])))  # a writable copy of the slice
-                      for start in range(0, len(flat), batch_size)])
+    photos_per_sku = int(photos.shape[1])
+    skus_per_batch = max(1, batch_size // photos_per_sku)
+    maps = []
+    for start in range(0, len(rows), skus_per_batch):
+        batch = np.asarray(photos[rows[start:start + skus_per_batch]])  # (b, P, H, W, 3), a fresh copy
+        flat = frozen(preprocess(batch.reshape(-1, *batch.shape[2:])))  # (b * P, C, h, w)
+        maps.append(flat.reshape(len(batch), photos_per_sku, *flat.shape[1:]))
     titles = list(catalog["title"])
     features = torch.cat([model.text_features(tokenizer(titles[start:start + batch_size]))
                           for start in range(0, len(titles), batch_size)])
-    return WaveInputs(maps.reshape(*photos.shape[:2], *maps.shape[1:]), features)
-
+    return WaveInputs(torch.cat(maps), features)
 
 
 class _TrainablePart(torch.nn.Module):
@@ -232,13 +250,14 @@ def average_forgetting(results: pd.DataFrame) -> pd.Series:
 
 
 # --- 3. multimodal fusion -------------------------------------------------------------------------
-def modality_embeddings(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame, photos: np.ndarray,
-                        photo_index: int = 0, device: str | torch.device | None = None) -> dict[str, np.ndarray]:
+def modality_embeddings(model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame,
+                        photos: PhotoSet | np.ndarray, photo_index: int = 0,
+                        device: str | torch.device | None = None) -> dict[str, np.ndarray]:
     """Item embeddings of one CLIP model from the image only, the text only, and both fused.
 
     Args:
         model, preprocess, tokenizer: a CLIP model and its helpers.
-        catalog, photos: the shop (``photos`` ``(N, P, H, W, 3)``).
+        catalog, photos: the shop (``photos`` uint8 ``(N, P, H, W, 3)``, a PhotoSet read in batches, or an array).
         photo_index: which photo stands for the item (the others can serve as customer snapshots).
         device: where to run; None picks the best available.
 
@@ -249,7 +268,8 @@ def modality_embeddings(model: Any, preprocess: Any, tokenizer: Any, catalog: pd
     from ecmm.models.clip import embed_images, embed_texts
 
     device = get_device(device)
-    image = embed_images(model, preprocess, photos[:, photo_index], device=device)
+    gallery = photos.view(photo_index) if isinstance(photos, PhotoSet) else photos[:, photo_index]  # (N, H, W, 3)
+    image = embed_images(model, preprocess, gallery, device=device)
     texts = (catalog["title"].astype(str) + ". " + catalog["description"].astype(str)).tolist()
     text = embed_texts(model, tokenizer, texts, device=device)
     fused = F.normalize(F.normalize(image, dim=1) + F.normalize(text, dim=1), dim=1)

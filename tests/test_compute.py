@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -59,3 +60,24 @@ def test_compute_table_labels_published_rows():
     published = table[table["figures"] == "PUBLISHED"]
     assert published["source"].str.len().min() > 10
     assert published["latency_ms"].isna().all()
+
+
+def test_intent_label_efficiency_uses_the_given_messages_and_loads_none(monkeypatch, text_encoder):
+    from ecmm.compute import intent_label_efficiency
+    from ecmm.data import load_intents
+    from ecmm.service.intents import sample_few_shot
+
+    offline = load_intents(profile="offline")
+    train = offline[offline["split"] == "train"]
+    memorised = sample_few_shot(train, 1, seed=0).assign(split="test")  # the very messages the 1-shot run learns
+    monkeypatch.setattr("ecmm.data.load_intents", lambda *args, **kwargs: pytest.fail("must not load intents"))
+    monkeypatch.setattr("ecmm.models.load_text_encoder", lambda *args, **kwargs: text_encoder)
+    result = intent_label_efficiency(shots=(1,), seeds=(0,), device="cpu", progress=False,
+                                     intents=pd.concat([train, memorised], ignore_index=True))
+    assert sorted(result["method"]) == ["TF-IDF (no transfer)", "pretrained MiniLM (frozen)"]
+    assert (result["labels"] == 1).all() and (result["mode"] == "recomputed").all()
+    scores = dict(zip(result["method"], result["score"]))
+    assert scores["TF-IDF (no transfer)"] == 1.0  # its own training messages, one per intent
+    assert scores["pretrained MiniLM (frozen)"] >= 0.9
+    with pytest.raises(ValueError, match="split"):
+        intent_label_efficiency(shots=(1,), progress=False, intents=train.drop(columns="split"))

@@ -89,3 +89,36 @@ def test_tickets_are_generated_from_non_gallery_photos_and_scored():
     assert scores == {"product_top1": 0.0, "product_top5": 1.0, "intent_accuracy": 1.0}
     with pytest.raises(ValueError, match="photos must be"):
         make_tickets(catalog, photos[:, :1], 2)
+
+
+def test_tickets_from_a_folder_catalog_read_existing_photos_search_accepts(tmp_path):
+    from catalog_fixtures import write_folder_catalog
+
+    from ecmm.data.folder import FolderSource
+    from ecmm.service.tickets import make_tickets
+
+    source = FolderSource.open(write_folder_catalog(tmp_path, rows=120))
+    catalog, photos = source.table(), source.photos()
+    reads = []
+    read = photos.read
+    photos.read = lambda row: reads.append(row) or read(row)  # count the decoded SKUs
+    tickets, images = make_tickets(catalog, photos, num_tickets=200, seed=0)
+    assert images.shape == (200, *photos.shape[2:]) and images.dtype == np.uint8
+    assert tickets["photo"].between(1, photos.shape[1] - 1).all() and tickets["photo"].nunique() > 1
+    assert len(reads) == 200  # one SKU decoded per ticket, never the whole catalog
+    sku_rows = dict(zip(catalog["sku_id"], range(len(catalog))))
+    for i in (0, 57, 199):
+        row, view = sku_rows[tickets.loc[i, "sku_id"]], int(tickets.loc[i, "photo"])
+        np.testing.assert_array_equal(images[i], read(row)[view])
+    same, _ = make_tickets(catalog, np.stack([read(row) for row in range(len(catalog))]), num_tickets=200, seed=0)
+    pd.testing.assert_frame_equal(same, tickets)  # a PhotoSet and its array draw the same tickets
+
+
+def test_tickets_refuse_photos_image_search_would_refuse():
+    from ecmm.service.tickets import make_tickets
+
+    catalog = pd.DataFrame({"sku_id": ["s0", "s1"], "product_type": ["teapot", "kite"], "colour": ["red", "blue"]})
+    with pytest.raises(ValueError, match="expected uint8"):
+        make_tickets(catalog, np.zeros((2, 3, 4, 4, 3), np.float32), 2)
+    with pytest.raises(ValueError, match="aligned with the 2 catalog rows"):
+        make_tickets(catalog, np.zeros((3, 3, 4, 4, 3), np.uint8), 2)

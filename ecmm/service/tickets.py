@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["TICKET_MESSAGES", "make_tickets", "identify_products", "evaluate_tickets"]
+__all__ = ["TICKET_MESSAGES", "make_tickets", "ticket_photo", "identify_products", "evaluate_tickets"]
 
 TICKET_MESSAGES: dict[str, tuple[str, ...]] = {  # intent -> messages sent with a product photo
     "complaint": ("this arrived broken", "Look at this, it came damaged and scratched.",
@@ -54,17 +54,41 @@ def make_tickets(
     messages = TICKET_MESSAGES if messages is None else messages
     if num_tickets < 1:
         raise ValueError(f"num_tickets must be >= 1, got {num_tickets}.")
-    if len(photos.shape) != 5 or photos.shape[0] != len(catalog) or photos.shape[1] < 2:
-        raise ValueError("photos must be (num_skus, photos_per_sku >= 2, H, W, 3), aligned with catalog rows.")
+    shape = tuple(int(size) for size in photos.shape)
+    if len(shape) != 5 or shape[0] != len(catalog) or shape[1] < 2 or shape[4] != 3:
+        raise ValueError(f"photos must be (num_skus, photos_per_sku >= 2, H, W, 3), aligned with the {len(catalog)} "
+                         f"catalog rows; got {shape}.")
+    num_skus, photos_per_sku = shape[0], shape[1]
     rng = np.random.default_rng(seed)
-    rows = rng.choice(len(catalog), size=num_tickets, replace=num_tickets > len(catalog))
-    views = rng.integers(1, photos.shape[1], size=num_tickets)  # never the gallery photo 0
+    rows = rng.choice(num_skus, size=num_tickets, replace=num_tickets > num_skus)
+    views = rng.integers(1, photos_per_sku, size=num_tickets)  # 1 .. P-1: never the gallery photo 0
     intents = rng.choice(sorted(messages), size=num_tickets)
     texts = [str(rng.choice(list(messages[intent]))) for intent in intents]
     tickets = catalog.iloc[rows][["sku_id", "product_type", "colour"]].reset_index(drop=True)
     tickets = tickets.assign(photo=views, message=texts, intent=intents)
-    images = np.stack([np.asarray(photos[int(row)][int(view)], dtype=np.uint8) for row, view in zip(rows, views)])
+    images = np.stack([ticket_photo(photos, int(row), int(view), shape[2:]) for row, view in zip(rows, views)])
     return tickets, images
+
+
+def ticket_photo(photos: Any, row: int, view: int, image_shape: tuple[int, ...]) -> np.ndarray:
+    """Photo ``view`` of SKU ``row``, checked to be what image search accepts.
+
+    One ``photos[row, view]`` read: a :class:`~ecmm.data.catalogs.PhotoSet` decodes that SKU only.
+
+    Args:
+        photos: a PhotoSet or uint8 array ``(N, P, H, W, 3)``.
+        row: catalog row.
+        view: photo index, ``0 <= view < P``.
+        image_shape: the expected ``(H, W, 3)``.
+
+    Returns:
+        uint8 ``(H, W, 3)``.
+    """
+    image = np.asarray(photos[row, view])
+    if image.shape != tuple(image_shape) or image.dtype != np.uint8:
+        raise ValueError(f"photo {view} of catalog row {row} is {image.dtype} {image.shape}; expected uint8 "
+                         f"{tuple(image_shape)} (one RGB photo, as image search takes it).")
+    return image
 
 
 def identify_products(search, images: np.ndarray, k: int = 5) -> list[pd.DataFrame]:
