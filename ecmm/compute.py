@@ -253,10 +253,12 @@ def compute_table(measured: Iterable[Mapping[str, Any]],
 
 
 def _recorded(name: str, settings: Any) -> tuple[dict[str, float], str] | None:
-    """A notebook's recorded metrics in this profile, preferring this mode; ``(metrics, mode)``."""
+    """A notebook's recorded metrics of this run (profile, catalog, model), preferring this mode."""
+    from ecmm.config import run_name
+
     modes = ("quick", "full") if settings.quick else ("full", "quick")
     for mode in modes:
-        path = settings.home / "metrics" / f"{name}.{settings.profile}.{mode}.json"
+        path = settings.home / "metrics" / f"{name}.{run_name(settings)}.{mode}.json"
         if path.is_file():
             return json.loads(path.read_text())["metrics"], mode
     return None

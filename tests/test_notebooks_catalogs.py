@@ -18,14 +18,13 @@ the prepared cache (the offline assets some cells read: the kit's CNN, the inten
 rebuilt; what the notebooks build for these catalogs (``shops/...``, recorded metrics) stays in the
 temporary folder.
 
-The folder-catalog runs belong to the default suite; the hub-format runs are marked ``slow``
-(``make test-slow``). On the hub profile notebook 07 (its intents) and notebook 09 (the recomputed
-intent label-efficiency curve) read the Bitext customer-support messages from the Hugging Face hub,
-so those two runs are marked ``network`` as well.
+The folder-catalog runs and the hub-format runs of 04 and 06 belong to the default suite; the
+other hub-format runs are marked ``slow`` (``make test-slow``). On the hub profile notebook 07 reads
+the Bitext customer-support messages from the Hugging Face hub, so that run is marked ``network``
+as well.
 
-Measured on a 2-core machine shared with other jobs (quick mode, seconds): folder catalog (120
-SKUs) 04: 127, 05: 50, 06: 45, 07: 259, 08: 236, 09: 25; hub-format shard (300 rows) 04: 37, 05: 47,
-06: 19, 08: 54 (up to its int8 cell), 09: 22 (up to its intent cell).
+Measured in one run on a 2-core machine (quick mode, seconds): folder catalog (120 SKUs) 04: 38,
+05: 47, 06: 16, 07: 55, 08: 43, 09: 23; hub-format shard (300 rows) 04: 43, 05: 55, 06: 21, 08: 51.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ REPOSITORY_DIR = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPOSITORY_DIR / "notebooks"
 CANDIDATES = ["04_finetuning_for_image_search", "05_attributes_and_hybrid_search", "06_recommendation",
               "07_customer_service", "08_deployment_and_scale", "09_interpretability_and_challenges"]
+DEFAULT_HUB_RUNS = ("04", "06")  # fine-tuning and recommendation on the hub format in `make test`; the rest is slow
 HUB_ROWS, FOLDER_ROWS = 300, 120  # enough SKUs for every split of each catalog
 NOTEBOOK_TIMEOUT_S = 1800
 
@@ -62,8 +62,8 @@ def _cases() -> list:
     cases = []
     for catalog in ("folder", "hub"):
         for name in NOTEBOOKS:
-            marks = [pytest.mark.slow] if catalog == "hub" else []
-            if catalog == "hub" and name.startswith(("07_", "09_")):
+            marks = [pytest.mark.slow] if catalog == "hub" and name[:2] not in DEFAULT_HUB_RUNS else []
+            if catalog == "hub" and name.startswith("07_"):
                 marks.append(pytest.mark.network)  # the hub profile's intents are Bitext, downloaded from the hub
             cases.append(pytest.param(catalog, name, marks=marks, id=f"{catalog}-{name[:2]}"))
     return cases
