@@ -100,8 +100,8 @@ def test_the_limits_are_inclusive_on_both(capsys, monkeypatch):
             return "ok"
 
     class Search:
-        def search_text(self, query, k):
-            return Results()
+        def answer(self, query, k, mode=None):
+            return Results(), {}
 
     monkeypatch.setattr(ecmm.app, "load_search", lambda **kwargs: Search())
     assert main(["search", "x" * LIMITS.query_characters]) == 0  # at most 200: 200 is accepted

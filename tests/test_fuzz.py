@@ -114,6 +114,9 @@ class StubSearch:
     def search_image(self, image, k):
         return self.search_text("photo", k)
 
+    def answer(self, query, k, mode=None):
+        return self.search_text(query, k, mode), {}
+
 
 class StubAssistant:
     def reply(self, message, image=None):
