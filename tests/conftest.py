@@ -12,6 +12,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+SHOP_VARIABLES = ("ECMM_CATALOG", "ECMM_MODEL", "ECMM_SKIP_BAD_IMAGES", "ECMM_PROFILE", "ECMM_HUB_DATA")
+
+
+@pytest.fixture(autouse=True)
+def _restore_shop_variables():
+    """``ecmm ... --catalog/--model`` write the shop's variables into ``os.environ`` (so that child
+    processes agree): put them back after each test, or later notebook kernels would inherit them."""
+    import os
+
+    saved = {name: os.environ.get(name) for name in SHOP_VARIABLES}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     """Close matplotlib figures after each test."""
