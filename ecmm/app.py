@@ -103,7 +103,7 @@ def load_search(device: Any = None, progress: bool = True, *, source: Any = None
     """The catalog search of the shop's catalog with its fine-tuned model (index and text side cached).
 
     The index of photo 0 of every SKU and the catalog's encoded text are the registry's
-    ``search_index`` asset (built by :func:`ecmm.search.build_catalog_index` on first use, checked
+    ``search_index`` asset (built by :func:`ecmm.search_assets.build_catalog_index` on first use, checked
     like every artefact). The text-to-text signals of hybrid search use MiniLM sentence embeddings.
 
     Args:

@@ -73,7 +73,7 @@ ASSETS: tuple[Asset, ...] = (
     Asset("support", "customer-support intent classifier", "assets/support",
           "ecmm.service.assistant:build_support_classifier", default=True),
     Asset("search_index", "index of the catalog photos under the shop model", "assets/search_index",
-          "ecmm.search:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip", scoped=True,
+          "ecmm.search_assets:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip", scoped=True,
           default=True),
     Asset("recommender", "content embeddings of the catalog for recommendation", "assets/recommender",
           "ecmm.recsys.embeddings:build_content_embeddings", ("catalog",), scoped=True, default=True),
@@ -139,11 +139,13 @@ def asset_dir(name: str) -> Path:
         from ecmm.data.store import data_dir
 
         return data_dir(name)
-    home = get_settings().home
+    settings = get_settings()
+    home = settings.home
+    folder = asset.folder + ("-quick" if asset.key and settings.quick else "")  # quick runs never replace full ones
     if asset.scoped:
         scope = active_shop().scope
-        return home / scope / asset.folder if scope else home / asset.folder
-    return home / asset.folder
+        return home / scope / folder if scope else home / folder
+    return home / folder
 
 
 def asset_card(name: str) -> dict | None:

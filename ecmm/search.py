@@ -8,7 +8,7 @@
   query asks for; ``answer(query)`` gives both from one encoding of the query;
   ``search_records(queries, k, modes)`` answers several queries with one encoder call per model
   (what a server batching concurrent requests uses).
-- :func:`build_catalog_index`: the registry's builder of the photo index *and* the text side
+- :func:`ecmm.search_assets.build_catalog_index`: the registry's builder of the photo index *and* the text side
   (:mod:`ecmm.text_side`); :meth:`CatalogSearch.from_folder` opens both without re-encoding the
   catalog.
 - :func:`zero_shot_weights` (from :mod:`ecmm.attributes`) and the evaluation helpers
@@ -39,7 +39,6 @@ from ecmm.lexical import BM25Index
 from ecmm.models.clip import embed_images
 from ecmm.models.protocol import move_tokens
 from ecmm.query import ParsedQuery, QueryVocabulary, corrected_query, parse_query
-from ecmm.search_assets import RECIPE_VERSION, build_catalog_index
 from ecmm.search_evaluation import (GALLERY_PHOTO, QUERY_PHOTO, REQUEST_TEMPLATES, evaluate_retrieval,
                                     request_queries, requests_for)
 from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, bm25_documents, cached_encodings,
@@ -48,7 +47,7 @@ from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, bm25
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "EncodedQuery", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
-           "DEFAULT_MODE", "zero_shot_weights", "request_queries", "build_catalog_index", "RECIPE_VERSION",
+           "DEFAULT_MODE", "zero_shot_weights", "request_queries",
            "tower_sentence_encoder",
            "GALLERY_PHOTO", "QUERY_PHOTO"]
 
@@ -127,7 +126,7 @@ class CatalogSearch:
                     device: str | torch.device | None = None,
                     text_encoder: Callable[[list[str]], torch.Tensor] | None = None,
                     **options: Any) -> "CatalogSearch":
-        """Open a ``search_index`` folder written by :func:`build_catalog_index`: index and text side.
+        """Open a ``search_index`` folder written by :func:`ecmm.search_assets.build_catalog_index`: index and text side.
 
         The saved text side is used when it was computed for these catalog rows and these
         encoders (one product type is embedded again and compared: milliseconds); otherwise

@@ -4,7 +4,7 @@ Hybrid search ranks the catalog with signals that need the catalog's text encode
 embeddings and product-type embeddings (under the CLIP text tower and under a separate sentence
 encoder such as MiniLM), and zero-shot colour / product-type tags of every photo (for the BM25
 documents). Encoding 1,310 titles and tagging 1,310 photos takes seconds on a CPU, so
-:func:`ecmm.search.build_catalog_index` computes them once and saves them beside the index:
+:func:`ecmm.search_assets.build_catalog_index` computes them once and saves them beside the index:
 
 - ``text_side.safetensors``: ``<encoder>.texts`` ``(N, D)`` and ``<encoder>.type_embeddings``
   ``(T, D)`` for each encoder (``"clip"``: the CLIP text tower; ``"text_encoder"``: the

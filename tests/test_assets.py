@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from ecmm.config import get_settings
+
 from ecmm import assets
 from ecmm.artifacts import CARD_NAME, ArtifactError, forget_verified, read_card, write_artifact
 
@@ -14,7 +16,7 @@ CONTRACT = {  # asset -> builder named by the kit's layers (imported only when r
     "clip": "ecmm.pretraining.clip:build",
     "shop_clip": "ecmm.finetune:build_shop_model",
     "support": "ecmm.service.assistant:build_support_classifier",
-    "search_index": "ecmm.search:build_catalog_index",
+    "search_index": "ecmm.search_assets:build_catalog_index",
     "recommender": "ecmm.recsys.embeddings:build_content_embeddings",
     "fitted_recommender": "ecmm.recsys.pipeline:build_fitted_recommender",
 }
@@ -235,7 +237,8 @@ def test_the_default_shop_keeps_the_default_layout(stub_home, tmp_path):
     shop = assets.active_shop()
     assert shop.scope == "" and shop.model == "ecmm-clip"
     assert assets.asset_dir("shop_clip") == tmp_path / "assets" / "shop_clip"
-    assert assets.asset_dir("fitted_recommender") == tmp_path / "assets" / "fitted_recommender"
+    quick = "-quick" if get_settings().quick else ""  # a quick run's fit has its own folder
+    assert assets.asset_dir("fitted_recommender") == tmp_path / "assets" / f"fitted_recommender{quick}"
 
 
 def test_scoped_assets_of_another_catalog_live_in_their_own_folder(stub_home, tmp_path):

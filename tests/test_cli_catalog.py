@@ -107,7 +107,7 @@ def test_recommend_fits_once_then_loads(shop, capsys, monkeypatch):
     assert main(["recommend", "--user", "u00001", "--k", "3", "--json", *shop.argv]) == 0
     first = json.loads(capsys.readouterr().out)
     assert len(first) == 3 and {row["sku_id"] for row in first} <= _catalog_skus(shop.csv)
-    (folder,) = shop.home.glob("shops/*/assets/fitted_recommender")
+    (folder,) = shop.home.glob("shops/*/assets/fitted_recommender*")
     card = read_card(folder)
     assert card["data"]["log_origin"] == "simulated shoppers over the catalog" and card["data"]["items"] == 60
     assert card["key"] == {"catalog": card["built_from"]["catalog"], "seed": 0, "quick": True}
@@ -127,7 +127,7 @@ def test_recommend_uses_the_catalogs_own_events(shop, tmp_path, capsys):
     user = (csv_path.parent / "interactions.csv").read_text().splitlines()[1].split(",")[0]
     assert main(["recommend", "--user", user, "--k", "2", "--catalog", str(csv_path), "--model", shop.spec]) == 0
     assert "events from interactions.csv" in capsys.readouterr().err
-    (folder,) = [path for path in shop.home.glob("shops/*/assets/fitted_recommender")
+    (folder,) = [path for path in shop.home.glob("shops/*/assets/fitted_recommender*")
                  if read_card(path)["data"]["log_origin"] != "simulated shoppers over the catalog"]
     assert read_card(folder)["data"]["log_origin"].startswith("the shop's own event log (")
 

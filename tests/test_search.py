@@ -140,7 +140,7 @@ def test_notebook_05_checks_accept_the_solution_and_reject_a_wrong_answer():
 def test_build_catalog_index_writes_a_loadable_index(tmp_path):
     from ecmm.artifacts import read_card
     from ecmm.index import EmbeddingIndex
-    from ecmm.search import build_catalog_index
+    from ecmm.search_assets import build_catalog_index
 
     build_catalog_index(tmp_path / "search_index", FakeClip(), progress=False, text_encoder=CountingEncoder())
     card = read_card(tmp_path / "search_index")
@@ -200,7 +200,7 @@ def _rankings(search):
 
 
 def test_a_cached_text_side_ranks_like_a_recomputed_one_without_encoding_the_catalog(tmp_path):
-    from ecmm.search import build_catalog_index
+    from ecmm.search_assets import build_catalog_index
     from ecmm.text_side import TEXT_SIDE_TABLE, TEXT_SIDE_TENSORS
 
     model, encoder = CountingClip(), CountingEncoder()
@@ -224,7 +224,7 @@ def test_a_cached_text_side_ranks_like_a_recomputed_one_without_encoding_the_cat
 
 
 def test_a_text_side_that_does_not_fit_is_computed_again(tmp_path, capsys):
-    from ecmm.search import build_catalog_index
+    from ecmm.search_assets import build_catalog_index
     from ecmm.text_side import TEXT_SIDE_TENSORS
 
     model, encoder = FakeClip(), CountingEncoder()
