@@ -122,8 +122,8 @@ def test_search_page_shows_the_folder_catalogs_photos(folder_server_url, tmp_pat
     dom = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     thumbnails = [tag for tag in re.findall(r"<img[^>]*>", dom) if 'class="result-image"' in tag]
-    expected = list(source.table()["sku_id"].astype(str).head(3))
-    assert len(thumbnails) == 3, dom[-2000:]
+    expected = list(source.table()["sku_id"].astype(str).head(12))  # the page asks for k=12
+    assert len(thumbnails) == len(expected), dom[-2000:]
     assert [re.search(r'/photo/([^"?]+)', tag).group(1) for tag in thumbnails] == expected
     assert all('data-loaded="1"' in tag for tag in thumbnails), "thumbnails did not load"
     from PIL import Image
