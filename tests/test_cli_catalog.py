@@ -20,7 +20,7 @@ from ecmm import assets
 from ecmm.artifacts import read_card, write_artifact
 from ecmm.cli import main
 
-SHOP_VARIABLES = ("ECMM_CATALOG", "ECMM_MODEL", "ECMM_SKIP_BAD_IMAGES", "ECMM_PROFILE", "ECMM_HUB_DATA")
+from conftest import SHOP_VARIABLES  # conftest puts them back after every test
 
 
 class FixedClassifier:
@@ -34,18 +34,6 @@ class FixedClassifier:
 
 def _stub_support(folder, progress=True):
     write_artifact(folder, lambda temporary: (temporary / "weights.bin").write_bytes(b"stub"), {"asset": "support"})
-
-
-@pytest.fixture(autouse=True)
-def _restore_shop_variables():
-    """``main`` writes ECMM_CATALOG / ECMM_MODEL / ECMM_SKIP_BAD_IMAGES: put them back after each test."""
-    saved = {name: os.environ.get(name) for name in SHOP_VARIABLES}
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
