@@ -61,3 +61,16 @@ def test_default_blend_is_valid_and_checked():
     assert set(HybridBlend().weights()) == set(SIGNALS) and HybridBlend().rrf_k > 0
     with pytest.raises(ValueError):
         HybridBlend(rrf_k=0.0)
+
+
+def test_reciprocal_rank_fusion_by_hand():
+    signals = {"lexical": np.array([3.0, 2.0, np.nan]), "dense_text": np.array([0.1, 0.2, 0.3])}
+    fused = reciprocal_rank_fusion(signals, {"lexical": 2.0, "dense_text": 1.0}, k=10.0)
+    # row 0: lexical rank 1, dense rank 3; row 1: ranks 2 and 2; row 2: not retrieved by lexical, dense rank 1
+    np.testing.assert_allclose(fused, [2 / 11 + 1 / 13, 2 / 12 + 1 / 12, 1 / 11])
+
+
+def test_default_blend_lets_understood_types_lead():
+    weights = HybridBlend().weights()
+    assert weights["attributes"] > weights["dense_text"] > 0 and weights["nearest_types"] > 0
+    assert weights["dense_image"] == weights["lexical"] == 0.0

@@ -100,7 +100,7 @@ def test_vocabulary_of_another_catalog_comes_from_its_table():
     assert parse_query("a kimono", vocabulary).product_types == ()  # a type the catalog does not have
 
 
-@pytest.mark.parametrize("name", ["freeform", "heldout", "validation"])
+@pytest.mark.parametrize("name", ["freeform", "heldout", "validation"])  # "blind" is read by the notebook only
 def test_query_sets_refer_to_real_types_and_colours(name):
     queries = load_query_set(name)
     names = {product.name for product in PRODUCT_TYPES}
@@ -128,3 +128,50 @@ def test_query_relevance_uses_type_colour_and_price():
                {"product_types": ["bag", "hat"], "colours": [], "max_price": 20}]
     np.testing.assert_array_equal(query_relevance(queries, catalog),
                                   [[True, True, False], [True, False, False], [True, False, True]])
+
+
+@pytest.mark.parametrize("text, max_price, min_price", [
+    ("laptop for less than 300 quid", 300.0, None),
+    ("wallet no more than $20", 20.0, None),
+    ("trainers 30 to 60 pounds", 60.0, 30.0),
+    ("boots £20-£40", 40.0, 20.0),
+    ("headphones 100 or more", None, 100.0),
+    ("at least 80 euros", None, 80.0),
+    ("size 10 boots", None, None),  # a number without a price word is no price
+])
+def test_price_phrases(text, max_price, min_price):
+    parsed = parse_query(text)
+    assert (parsed.max_price, parsed.min_price) == (max_price, min_price)
+
+
+def test_overlapping_phrases_keep_the_shared_types():
+    vocabulary = build_vocabulary({"black": []}, {"soft hat": ["beanie", "hat"], "tall hat": ["hat"]})
+    assert parse_query("hat", vocabulary).product_types == ("soft hat", "tall hat")
+    assert parse_query("black beanie hat", vocabulary).product_types == ("soft hat",)  # {soft} & {soft, tall}
+
+
+def test_the_most_specific_use_wins():
+    vocabulary = build_vocabulary({}, {"robe": [], "tub": []}, {"robe": ["relax bath"], "tub": ["relax bath|hot"]})
+    parsed = parse_query("to relax in a hot bath", vocabulary)  # robe covers 2 words, tub 3 ("relax", "hot", "bath")
+    assert parsed.product_types == ("tub",) and parsed.uses == ("relax bath|hot", "relax bath")
+    assert parse_query("to relax in the bath", vocabulary).product_types == ("robe", "tub")  # a tie keeps both
+
+
+def test_a_product_inside_the_purpose_is_not_what_is_wanted():
+    vocabulary = build_vocabulary({}, {"ball": ["football"], "camera": []}, {"ball": ["kick football"]})
+    assert parse_query("football", vocabulary).product_types == ("ball",)
+    assert parse_query("to video the football match", vocabulary).product_types == ()  # a verb no use knows
+    assert parse_query("to kick a football", vocabulary).product_types == ("ball",)  # the use's type
+    assert parse_query("a case for my phone").product_types == ()  # "case": an unknown thing before "for"
+    assert parse_query("backpack for my laptop").product_types == ("backpack",)
+    assert parse_query("for my laptop").product_types == ("laptop",)  # nothing else is named
+
+
+def test_packaged_vocabulary_covers_every_type_without_clashes():
+    vocabulary = load_vocabulary()
+    names = {product.name for product in PRODUCT_TYPES}
+    synonyms = {name: [phrase for phrase, types in vocabulary.product_types.items() if name in types] for name in names}
+    assert min(len(phrases) for phrases in synonyms.values()) >= 4  # the name, its plural and synonyms
+    assert not set(vocabulary.colours) & set(vocabulary.product_types)  # no word is both a colour and a product
+    assert parse_query("crimson dress").colours == ("red",) and parse_query("ivory candle").colours == ("white",)
+    assert parse_query("blazer in navy").product_types == ("coat",)
