@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Limits", "LIMITS", "describe_shop", "load_shop_model", "load_search", "load_shop",
+__all__ = ["Limits", "LIMITS", "describe_shop", "load_shop_model", "load_query_encoders", "load_search", "load_shop",
            "ShopRecommender", "load_recommender", "load_support", "reply_record", "check_cache"]
 
 
@@ -99,33 +99,83 @@ def load_shop_model(device: Any = None, progress: bool = True, *, source: Any = 
     return clip, clip.preprocess, clip.tokenizer
 
 
-def load_search(device: Any = None, progress: bool = True, *, source: Any = None, model: str | None = None) -> Any:
+def load_query_encoders(progress: bool = True, *, source: Any = None, model: str | None = None) -> dict:
+    """The shop model's query encoders exported to ONNX (the registry's ``query_encoder`` asset).
+
+    Returns:
+        ``{"clip": texts -> (n, E), "sentence": texts -> (n, D)}`` (numpy, run by onnxruntime), or
+        ``{}`` when the model's tokenizer cannot be exported (open_clip's) or onnxruntime is not
+        installed; a line on stderr says which, and queries then run on the torch model.
+
+    Raises:
+        ecmm.artifacts.ArtifactError: the exported files are damaged.
+    """
+    import sys
+
+    from ecmm.artifacts import ArtifactError, read_card
+    from ecmm.assets import ensure_asset
+    from ecmm.exported_text import ExportedTextEncoder, onnxruntime_installed
+
+    if not onnxruntime_installed():
+        print("onnxruntime is not installed: queries run on the torch model (pip install onnxruntime)",
+              file=sys.stderr)
+        return {}
+    shop = _shop(source, model)
+    folder = ensure_asset("query_encoder", progress=progress, source=shop.source, model=shop.model)
+    card = read_card(folder, verify=False)
+    if not card.get("exported"):
+        return {}
+    try:
+        encoders = {name: ExportedTextEncoder.load(folder / name, num_threads=1) for name in ("clip", "sentence")}
+    except (OSError, ValueError) as error:
+        raise ArtifactError(folder, f"the exported encoders do not load ({error.__class__.__name__})") from None
+    return {name: (lambda texts, encoder=encoder, name=name: encoder(texts)[name]) for name, encoder in encoders.items()}
+
+
+def load_search(device: Any = None, progress: bool = True, *, source: Any = None, model: str | None = None,
+                photos: bool = True) -> Any:
     """The catalog search of the shop's catalog with its fine-tuned model (index and text side cached).
 
     The index of photo 0 of every SKU and the catalog's encoded text are the registry's
     ``search_index`` asset (built by :func:`ecmm.search_assets.build_catalog_index` on first use, checked
     like every artefact). The text-to-text signals of hybrid search use MiniLM sentence embeddings.
+    Text queries are embedded by the exported query encoders (:func:`load_query_encoders`) when the
+    model has them: the same networks under onnxruntime, milliseconds per query.
 
     Args:
-        device: where queries are embedded; None picks the best available.
+        device: where the torch model embeds photos (and queries without exported encoders).
         progress: show progress (on stderr) if something has to be built.
         source, model: the catalog and the model spec (None: the environment's).
+        photos: also search by photo (loads the torch model and the index); False opens a search
+            for text queries only, which needs neither torch nor the model when the encoders are
+            exported (otherwise the model is loaded all the same).
 
     Returns:
         An :class:`ecmm.search.CatalogSearch` over every SKU of the catalog.
     """
     from ecmm.artifacts import ArtifactError
     from ecmm.assets import ensure_asset
-    from ecmm.models.text import load_text_encoder
-    from ecmm.search import CatalogSearch, tower_sentence_encoder
+    from ecmm.search import CatalogSearch
 
     shop = _shop(source, model)
-    clip, _, _ = load_shop_model(device=device, progress=progress, source=shop.source, model=shop.model)
     table = shop.source.table()
     folder = ensure_asset("search_index", progress=progress, source=shop.source, model=shop.model)
+    encoders = load_query_encoders(progress, source=shop.source, model=shop.model)
+    if not photos and encoders:
+        try:
+            return CatalogSearch.from_folder(folder, None, table, text_encoder=encoders["sentence"],
+                                             query_encoders=encoders)
+        except (OSError, KeyError) as error:
+            raise ArtifactError(folder, f"the index does not load ({error.__class__.__name__})") from None
+        except ValueError:
+            pass  # the saved text side needs the model (an older index): open it with the model
+    from ecmm.models.text import load_text_encoder
+    from ecmm.search import tower_sentence_encoder
+
+    clip, _, _ = load_shop_model(device=device, progress=progress, source=shop.source, model=shop.model)
     text_encoder = tower_sentence_encoder(clip) or load_text_encoder(device=device).encode  # one MiniLM pass
     try:
-        return CatalogSearch.from_folder(folder, clip, table, device, text_encoder)
+        return CatalogSearch.from_folder(folder, clip, table, device, text_encoder, query_encoders=encoders)
     except (OSError, ValueError, KeyError) as error:
         raise ArtifactError(folder, f"the index does not load ({error.__class__.__name__})") from None
 
@@ -201,8 +251,11 @@ def load_support(device: Any = None, progress: bool = True, with_photos: bool = 
                  model: str | None = None) -> Any:
     """The support assistant: intent classifier, FAQ answers and (optionally) photo lookup.
 
+    The classifier is the exported copy (``support_encoder``, run by onnxruntime) when onnxruntime
+    is installed, else the torch one.
+
     Args:
-        device: where the classifier runs; None picks the best available.
+        device: where the torch classifier runs; None picks the best available.
         progress: show progress (on stderr) if the classifier has to be trained.
         with_photos: identify the product of an attached photo with the catalog search
             (loaded on the first photo).
@@ -216,10 +269,15 @@ def load_support(device: Any = None, progress: bool = True, with_photos: bool = 
     """
     from ecmm.assets import ensure_asset
     from ecmm.data.intents import load_faq
-    from ecmm.service.assistant import load_support_classifier
+    from ecmm.exported_text import onnxruntime_installed
+    from ecmm.service.assistant import load_exported_classifier, load_support_classifier
     from ecmm.service.replies import SupportAssistant
 
-    classifier, threshold = load_support_classifier(ensure_asset("support", progress=progress), device=device)
+    exported = None
+    if onnxruntime_installed():  # the same classifier exported to ONNX: no torch to import
+        exported = load_exported_classifier(ensure_asset("support_encoder", progress=progress))
+    classifier, threshold = exported or load_support_classifier(ensure_asset("support", progress=progress),
+                                                                device=device)
     searches: list[Any] = []
 
     def find_product(image: np.ndarray) -> str:

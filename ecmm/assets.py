@@ -75,6 +75,11 @@ ASSETS: tuple[Asset, ...] = (
     Asset("search_index", "index of the catalog photos under the shop model", "assets/search_index",
           "ecmm.search_assets:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip", scoped=True,
           default=True),
+    Asset("query_encoder", "query encoders of the shop model exported to ONNX (fast text queries)",
+          "assets/query_encoder", "ecmm.search_assets:build_query_encoder", ("shop_clip",), model_from="shop_clip",
+          scoped=True, default=True),
+    Asset("support_encoder", "support classifier exported to ONNX (fast replies)", "assets/support_encoder",
+          "ecmm.service.assistant:build_support_encoder", ("support",), default=True),
     Asset("recommender", "content embeddings of the catalog for recommendation", "assets/recommender",
           "ecmm.recsys.embeddings:build_content_embeddings", ("catalog",), scoped=True, default=True),
     Asset("fitted_recommender", "hybrid two-tower recommender fitted on the shop's log",
@@ -184,13 +189,45 @@ def builder_available(name: str) -> bool:
 
 
 def _recipe_version(asset: Asset) -> Any:
-    """The builder's ``RECIPE_VERSION`` (its module's, or the callable's attribute), or None."""
+    """The builder's ``RECIPE_VERSION`` (its module's, or the callable's attribute), or None.
+
+    A module not yet imported is read, not imported, when it assigns the number as a literal (or
+    imports it from a module that does): checking a cached asset must not import torch.
+    """
     if callable(asset.builder):
         return getattr(asset.builder, "RECIPE_VERSION", None)
+    module = asset.builder.partition(":")[0]
+    written = _written_recipe_version(module)
+    if written is not None:
+        return written
     try:
-        return getattr(importlib.import_module(asset.builder.partition(":")[0]), "RECIPE_VERSION", None)
+        return getattr(importlib.import_module(module), "RECIPE_VERSION", None)
     except ImportError:
         return None
+
+
+def _written_recipe_version(module: str, hops: int = 2) -> int | None:
+    """``RECIPE_VERSION = <int>`` read from ``module``'s source (following ``from X import
+    RECIPE_VERSION`` up to ``hops`` times); None when it is not written that way."""
+    import ast
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return getattr(sys.modules[module], "RECIPE_VERSION", None)
+    try:
+        spec = importlib.util.find_spec(module)
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (ImportError, AttributeError, TypeError, OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RECIPE_VERSION" for t in node.targets):
+            value = getattr(node.value, "value", None)
+            return value if isinstance(value, int) else None
+        if isinstance(node, ast.ImportFrom) and node.module and hops > 0 and node.level == 0 \
+                and any(alias.name == "RECIPE_VERSION" and alias.asname is None for alias in node.names):
+            return _written_recipe_version(node.module, hops - 1)
+    return None
 
 
 def _dependency_fingerprint(dependency: str, shop: Shop) -> str:

@@ -1,7 +1,9 @@
 """Lexical retrieval: Okapi BM25 over product documents (title, description, attribute tags).
 
-Term counts come from scikit-learn's :class:`~sklearn.feature_extraction.text.CountVectorizer`
-(its tokeniser and vocabulary); the weighting is BM25 (Robertson & Zaragoza 2009):
+Documents are split into lower-case words (:func:`tokenise`, the token rule of scikit-learn's
+``CountVectorizer`` with one-letter words kept) and counted here, so the index needs numpy only
+(a command that searches once does not pay for importing scipy and scikit-learn); the weighting
+is BM25 (Robertson & Zaragoza 2009):
 
 ``score(q, d) = sum_{t in q} idf(t) * f(t, d) * (k1 + 1) / (f(t, d) + k1 * (1 - b + b * |d| / avgdl))``
 
@@ -51,22 +53,27 @@ class BM25Index:
     """
 
     def __init__(self, documents: Sequence[str], config: BM25Config = BM25Config()) -> None:
-        from sklearn.feature_extraction.text import CountVectorizer
-
         if len(documents) == 0:
             raise ValueError("BM25Index needs at least one document")
         self.config = config
-        self.vectorizer = CountVectorizer(token_pattern=_TOKEN_PATTERN, lowercase=True)
-        counts = self.vectorizer.fit_transform([text.replace("’", "'") for text in documents]).tocsc()  # (N, V)
-        self.num_documents = counts.shape[0]
-        lengths = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)  # (N,)
-        containing = np.diff(counts.indptr).astype(np.float64)  # (V,) documents holding each term
+        self.vocabulary: dict[str, int] = {}  # term -> column
+        rows, columns = [], []
+        for row, text in enumerate(documents):
+            for token in tokenise(text):
+                rows.append(row)
+                columns.append(self.vocabulary.setdefault(token, len(self.vocabulary)))
+        self.num_documents, width = len(documents), max(len(self.vocabulary), 1)
+        pairs, tf = np.unique(np.asarray(rows, dtype=np.int64) * width + np.asarray(columns, dtype=np.int64),
+                              return_counts=True)  # one entry per (document, term) present
+        row_of, column_of = pairs // width, pairs % width
+        lengths = np.bincount(np.asarray(rows, dtype=np.int64), minlength=self.num_documents).astype(np.float64)  # (N,)
+        containing = np.bincount(column_of, minlength=len(self.vocabulary)).astype(np.float64)  # (V,)
         self.idf = np.log1p((self.num_documents - containing + 0.5) / (containing + 0.5))  # (V,)
         norm = config.k1 * (1.0 - config.b + config.b * lengths / max(lengths.mean(), 1e-12))  # (N,)
-        weights = counts.astype(np.float64).tocoo()
-        tf = weights.data
-        weights.data = tf * (config.k1 + 1.0) / (tf + norm[weights.row]) * self.idf[weights.col]
-        self.weights = weights.tocsc()  # (N, V): each term's BM25 contribution per document
+        weights = tf * (config.k1 + 1.0) / (tf + norm[row_of]) * self.idf[column_of]
+        order = np.argsort(column_of, kind="stable")  # entries grouped by term (a CSC layout)
+        self.term_rows, self.term_weights = row_of[order], weights[order]
+        self.term_starts = np.searchsorted(column_of[order], np.arange(len(self.vocabulary) + 1))  # (V + 1,)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for ``query`` (a repeated query word counts once per repeat).
@@ -74,8 +81,10 @@ class BM25Index:
         Returns:
             ``(N,)`` float array; 0 where the document shares no term with the query.
         """
-        vocabulary = self.vectorizer.vocabulary_
-        columns = [vocabulary[token] for token in tokenise(query) if token in vocabulary]
-        if not columns:
-            return np.zeros(self.num_documents)
-        return np.asarray(self.weights[:, columns].sum(axis=1)).ravel()
+        scores = np.zeros(self.num_documents)
+        for token in tokenise(query):
+            column = self.vocabulary.get(token)
+            if column is not None:
+                start, stop = self.term_starts[column], self.term_starts[column + 1]
+                scores[self.term_rows[start:stop]] += self.term_weights[start:stop]  # rows unique per term
+        return scores

@@ -17,7 +17,9 @@
 
 A query costs one call of the CLIP text tower and (hybrid) one of the sentence encoder; the rest
 is a ``(1, E) x (E, N)`` product per signal, a sparse BM25 lookup and a rank fusion over ``N``
-rows: microseconds to a millisecond for a catalog of thousands.
+rows: microseconds to a millisecond for a catalog of thousands. The catalog side is numpy, and
+torch is imported only where a torch model runs: a search opened with exported ``query_encoders``
+(:mod:`ecmm.exported_text`) and a saved text side answers text queries without it.
 """
 
 from __future__ import annotations
@@ -29,21 +31,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ecmm.attributes import zero_shot_weights
-from ecmm.device import get_device
 from ecmm.hybrid import HybridBlend, reciprocal_rank_fusion
-from ecmm.index import EmbeddingIndex
 from ecmm.lexical import BM25Index
-from ecmm.models.clip import embed_images
-from ecmm.models.protocol import move_tokens
 from ecmm.query import ParsedQuery, QueryVocabulary, corrected_query, parse_query
-from ecmm.search_evaluation import (GALLERY_PHOTO, QUERY_PHOTO, REQUEST_TEMPLATES, evaluate_retrieval,
-                                    request_queries, requests_for)
-from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, bm25_documents, cached_encodings,
-                            catalog_digest, encode_catalog_texts, fitting_text_side, load_text_side, photo_tags,
-                            tower_sentence_encoder)
+from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, as_array, bm25_documents,
+                            cached_encodings, catalog_digest, encode_catalog_texts, fitting_text_side,
+                            load_text_side, photo_tags, tower_sentence_encoder)
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "EncodedQuery", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
@@ -55,6 +49,19 @@ RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "scor
 SEARCH_MODES = ("dense", "lexical", "hybrid")  # ways search_text can rank the catalog
 DEFAULT_MODE = "hybrid"  # the best measured mode on the free-form queries (notebook 05)
 MAX_QUERY_CHARACTERS = 200  # longer text queries are refused
+_REEXPORTED = {"zero_shot_weights": "ecmm.attributes", "GALLERY_PHOTO": "ecmm.search_evaluation",
+               "QUERY_PHOTO": "ecmm.search_evaluation", "REQUEST_TEMPLATES": "ecmm.search_evaluation",
+               "evaluate_retrieval": "ecmm.search_evaluation", "request_queries": "ecmm.search_evaluation",
+               "requests_for": "ecmm.search_evaluation"}
+
+
+def __getattr__(name: str) -> Any:
+    """The evaluation helpers re-exported here, imported on first use (they import torch)."""
+    if name in _REEXPORTED:
+        import importlib
+
+        return getattr(importlib.import_module(_REEXPORTED[name]), name)
+    raise AttributeError(f"module 'ecmm.search' has no attribute {name!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,8 +72,8 @@ class EncodedQuery:
     mode: str  # the mode it was encoded for
     parsed: ParsedQuery  # colours, product types, price limits it names
     expanded: str  # corrected, lower case, plus the understood words: what BM25 and the encoders read
-    clip: torch.Tensor | None  # (1, E) CLIP text tower: of `query` (dense) or `expanded` (hybrid)
-    sentence: torch.Tensor | None  # (1, D) text->text encoder of `expanded` (hybrid, understand)
+    clip: np.ndarray | None  # (1, E) CLIP text tower: of `query` (dense) or `expanded` (hybrid)
+    sentence: np.ndarray | None  # (1, D) text->text encoder of `expanded` (hybrid, understand)
 
 
 class CatalogSearch:
@@ -78,9 +85,10 @@ class CatalogSearch:
     text->product text, BM25 and the attributes the query names; price limits filter).
 
     Args:
-        model, preprocess, tokenizer: a CLIP model and its helpers.
+        model, preprocess, tokenizer: a CLIP model and its helpers (None: text queries only, with
+            ``query_encoders`` and a ``cached`` text side that holds the photo embeddings).
         catalog: the catalog rows that the index holds (index id = row position).
-        index: an :class:`EmbeddingIndex` of one photo per row.
+        index: an :class:`~ecmm.index.EmbeddingIndex` of one photo per row (None: text queries only).
         device: where queries are embedded.
         blend: how ``"hybrid"`` fuses its signals.
         default_mode: the mode used when ``search_text`` gets ``mode=None``.
@@ -89,20 +97,29 @@ class CatalogSearch:
             product type names); None = the CLIP text tower.
         cached: a saved text side (:func:`ecmm.text_side.load_text_side`); None computes it on
             first use. :meth:`from_folder` passes it after checking it fits.
+        query_encoders: ``{"clip": texts -> (n, E), "sentence": texts -> (n, D)}`` normalised
+            numpy embeddings that replace the torch encoders for queries (exported copies of the
+            same networks, :mod:`ecmm.exported_text`); either key may be missing.
     """
 
     def __init__(self, model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame,
-                 index: EmbeddingIndex, device: str | torch.device | None = None,
+                 index: Any, device: Any = None,
                  blend: HybridBlend = HybridBlend(), default_mode: str = DEFAULT_MODE,
                  vocabulary: QueryVocabulary | None = None,
-                 text_encoder: Callable[[list[str]], torch.Tensor] | None = None,
-                 cached: CachedTextSide | None = None) -> None:
+                 text_encoder: Callable[[list[str]], Any] | None = None,
+                 cached: CachedTextSide | None = None,
+                 query_encoders: dict[str, Callable[[list[str]], np.ndarray]] | None = None) -> None:
         if default_mode not in SEARCH_MODES:
             raise ValueError(f"default_mode must be one of {SEARCH_MODES}; got {default_mode!r}")
         self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
         self.catalog = catalog.reset_index(drop=True)
         self.index = index
-        self.device = get_device(device)
+        self.query_encoders = dict(query_encoders or {})
+        if model is not None:
+            from ecmm.device import get_device
+
+            device = get_device(device)
+        self.device = device
         if vocabulary is None:
             from ecmm.query import vocabulary_for
 
@@ -114,8 +131,12 @@ class CatalogSearch:
 
     @classmethod
     def build(cls, model: Any, preprocess: Any, tokenizer: Any, catalog: pd.DataFrame, photos: np.ndarray,
-              backend: str = "exact", device: str | torch.device | None = None, **options: Any) -> "CatalogSearch":
+              backend: str = "exact", device: Any = None, **options: Any) -> "CatalogSearch":
         """Embed photo 0 of every row of ``catalog`` and index it (``options`` go to the constructor)."""
+        from ecmm.index import EmbeddingIndex
+        from ecmm.models.clip import embed_images
+        from ecmm.search_evaluation import GALLERY_PHOTO
+
         embeddings = embed_images(model, preprocess, photos[:, GALLERY_PHOTO], device=device)
         index = EmbeddingIndex(embeddings.shape[1], backend=backend)
         index.add(embeddings, ids=np.arange(len(catalog)))
@@ -123,8 +144,8 @@ class CatalogSearch:
 
     @classmethod
     def from_folder(cls, folder: str | Path, model: Any, catalog_table: pd.DataFrame,
-                    device: str | torch.device | None = None,
-                    text_encoder: Callable[[list[str]], torch.Tensor] | None = None,
+                    device: Any = None,
+                    text_encoder: Callable[[list[str]], Any] | None = None,
                     **options: Any) -> "CatalogSearch":
         """Open a ``search_index`` folder written by :func:`ecmm.search_assets.build_catalog_index`: index and text side.
 
@@ -135,32 +156,44 @@ class CatalogSearch:
 
         Args:
             folder: the asset folder (``folder/index`` and the text side files).
-            model: the CLIP model the index was built with (``model.preprocess``, ``model.tokenizer``).
+            model: the CLIP model the index was built with (``model.preprocess``, ``model.tokenizer``);
+                None opens a search for text queries only (give ``query_encoders``): the index is
+                not loaded when the text side holds the photo embeddings.
             catalog_table: the catalog rows the index holds, in index order.
             device: where queries are embedded.
             text_encoder: the text->text encoder (None = the CLIP text tower).
-            options: more constructor arguments (``blend``, ``default_mode``, ``vocabulary``).
+            options: more constructor arguments (``blend``, ``default_mode``, ``vocabulary``,
+                ``query_encoders``).
 
         Raises:
             ecmm.artifacts.ArtifactError: the index is missing or damaged.
+            ValueError: ``model`` is None and the folder's text side cannot be used without it.
         """
         folder = Path(folder)
-        index = EmbeddingIndex.load(folder / "index")
-        search = cls(model, model.preprocess, model.tokenizer, catalog_table, index, device,
-                     text_encoder=text_encoder, **options)
         try:
             cached = load_text_side(folder)
         except (OSError, ValueError, KeyError) as error:
             print(f"the saved text side in {folder} does not load ({error}); computing it", file=sys.stderr)
             cached = None
-        search.cached = fitting_text_side(cached, search.catalog, len(index), search._clip_embeddings, folder)
+        index = None
+        if model is not None or cached is None or cached.photos is None:
+            from ecmm.index import EmbeddingIndex
+
+            index = EmbeddingIndex.load(folder / "index")
+        search = cls(model, getattr(model, "preprocess", None), getattr(model, "tokenizer", None), catalog_table,
+                     index, device, text_encoder=text_encoder, **options)
+        size = len(index) if index is not None else len(cached.photos)
+        search.cached = fitting_text_side(cached, search.catalog, size, search._clip_embeddings, folder)
+        if model is None and (search.cached is None or search.cached.photos is None):
+            raise ValueError(f"the text side in {folder} does not fit this catalog and model; open the search "
+                             "with the model to compute it")
         search.text_side()
         return search
 
     def text_side(self) -> dict[str, Any]:
         """What text search needs beyond the photo index (loaded or built once, on first use).
 
-        Returns:
+        Returns (numpy arrays):
             ``{"photos" (N, E) photo embeddings by row, "texts" (N, D) title embeddings,
             "tags" DataFrame of predicted colour / product_type per photo, "bm25" BM25Index,
             "types" list of product types, "type_embeddings" (T, D), "row_types" (N,) type index,
@@ -168,11 +201,15 @@ class CatalogSearch:
             "records" (N,) JSON-ready result rows without score}``.
         """
         if self._text_side is None:
-            order = torch.argsort(self.index.ids)
-            photos = self.index.vectors[order]  # (N, E), row i = catalog row i
             types = sorted(self.catalog["product_type"].astype(str).unique())
             colours = sorted(self.catalog["colour"].astype(str).unique())
             cached = self.cached if self.cached is not None and list(self.cached.types) == types else None
+            if cached is not None and cached.photos is not None:
+                photos = as_array(cached.photos)  # (N, E), row i = catalog row i
+            else:
+                import torch
+
+                photos = as_array(self.index.vectors[torch.argsort(self.index.ids)])  # (N, E) by row
             tags = cached.tags if cached is not None else photo_tags(photos, self.model, self.tokenizer,
                                                                      self.catalog, self.device)
             encoded = cached_encodings(cached, CLIP_ENCODER if self.text_encoder is None else SENTENCE_ENCODER,
@@ -193,7 +230,7 @@ class CatalogSearch:
             }
         return self._text_side
 
-    def with_query_encoders(self, model: Any, text_encoder: Callable[[list[str]], torch.Tensor] | None) -> "CatalogSearch":
+    def with_query_encoders(self, model: Any, text_encoder: Callable[[list[str]], Any] | None) -> "CatalogSearch":
         """The same catalog, index and text side, with other query encoders (e.g. int8 copies).
 
         Args:
@@ -214,7 +251,8 @@ class CatalogSearch:
             embeddings[CLIP_ENCODER] = encode_catalog_texts(
                 lambda texts, prompt: self._clip_embeddings([prompt.format(text) for text in texts]),
                 self.catalog, side["types"])
-        return CachedTextSide(catalog_digest(self.catalog), tuple(side["types"]), side["tags"], embeddings, {})
+        return CachedTextSide(catalog_digest(self.catalog), tuple(side["types"]), side["tags"], embeddings, {},
+                              side["photos"])
 
     def encode_queries(self, queries: Sequence[str], modes: Sequence[str | None] | str | None = None,
                        understand: bool = False) -> list[EncodedQuery]:
@@ -265,9 +303,9 @@ class CatalogSearch:
         understood = encoded.parsed.as_dict()
         side = self.text_side()
         similarity = (encoded.sentence @ side["type_embeddings"].T)[0]  # (T,)
-        top = torch.topk(similarity, min(nearest, len(side["types"])))
-        understood["nearest_product_types"] = [{"product_type": side["types"][i], "score": round(float(v), 4)}
-                                               for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        top = np.argsort(-similarity, kind="stable")[:min(nearest, len(side["types"]))]
+        understood["nearest_product_types"] = [{"product_type": side["types"][i], "score": round(float(similarity[i]), 4)}
+                                               for i in top.tolist()]
         return understood
 
     def signals(self, query: str | EncodedQuery) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -279,14 +317,14 @@ class CatalogSearch:
         encoded = query if isinstance(query, EncodedQuery) and query.mode == "hybrid" \
             else self.encode_queries([query.query if isinstance(query, EncodedQuery) else query], "hybrid")[0]
         side, parsed = self.text_side(), encoded.parsed
-        dense_image = (encoded.clip @ side["photos"].T.to(encoded.clip.device))[0].cpu().numpy()  # (N,)
+        dense_image = (encoded.clip @ side["photos"].T)[0]  # (N,)
         type_rows = [i for i, name in enumerate(side["types"]) if name in parsed.product_types]
         colour_rows = [i for i, name in enumerate(side["colours"]) if name in parsed.colours]
         matches = (2.0 * np.isin(side["row_types"], type_rows) + np.isin(side["row_colours"], colour_rows))  # (N,)
         signals = {
             "dense_image": dense_image,
-            "dense_text": (encoded.sentence @ side["texts"].T)[0].numpy(),
-            "nearest_types": (encoded.sentence @ side["type_embeddings"].T)[0].numpy()[side["row_types"]]
+            "dense_text": (encoded.sentence @ side["texts"].T)[0],
+            "nearest_types": (encoded.sentence @ side["type_embeddings"].T)[0][side["row_types"]]
                              + 1e-3 * dense_image,
             "lexical": side["bm25"].scores(encoded.expanded),
             "attributes": np.where(matches > 0, matches + 1e-3 * dense_image, np.nan),
@@ -305,7 +343,7 @@ class CatalogSearch:
         encoded = query if isinstance(query, EncodedQuery) and query.mode == self._mode(mode) \
             else self.encode_queries([query.query if isinstance(query, EncodedQuery) else query], mode)[0]
         if encoded.mode == "dense":  # the query as typed, CLIP text->photo only
-            return (encoded.clip @ self.text_side()["photos"].T.to(encoded.clip.device))[0].cpu().numpy()
+            return (encoded.clip @ self.text_side()["photos"].T)[0]
         if encoded.mode == "lexical":
             return self.text_side()["bm25"].scores(encoded.expanded)
         signals, outside = self.signals(encoded)
@@ -324,13 +362,13 @@ class CatalogSearch:
             mode: ``"dense"``, ``"lexical"`` or ``"hybrid"``; None = ``self.default_mode``.
         """
         top, scores = self._top(self.scores(query, mode), k)
-        return self._results(torch.from_numpy(scores)[None], torch.from_numpy(top)[None])
+        return self._results(scores, top)
 
     def answer(self, query: str, k: int = 10, mode: str | None = None) -> tuple[pd.DataFrame, dict]:
         """``(search_text(query, k, mode), understand(query))`` from one encoding of the query."""
         encoded = self.encode_queries([query], mode, understand=True)[0]
         top, scores = self._top(self.scores(encoded, mode), k)
-        return self._results(torch.from_numpy(scores)[None], torch.from_numpy(top)[None]), self.understand(encoded)
+        return self._results(scores, top), self.understand(encoded)
 
     def search_records(self, queries: Sequence[str], k: int | Sequence[int] = 10,
                        modes: Sequence[str | None] | str | None = None) -> list[list[dict]]:
@@ -360,16 +398,22 @@ class CatalogSearch:
         """Top-``k`` SKUs for a photo (uint8 ``(H, W, 3)`` array or PIL image)."""
         from PIL import Image
 
+        from ecmm.models.clip import embed_images
+
+        if self.model is None or self.index is None:
+            raise ValueError("this search was opened for text queries only: open it with the model "
+                             "(ecmm.app.load_search()) to search by photo")
         if isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB"))
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError("pass one RGB image: a uint8 array shaped (H, W, 3) or a PIL image")
         embedding = embed_images(self.model, self.preprocess, image[None], device=self.device)
-        return self._results(*self.index.search(embedding, k))
+        scores, ids = self.index.search(embedding, k)  # (1, k) each
+        return self._results(scores[0].numpy(), ids[0].numpy())
 
-    def encode_texts(self, texts: list[str], prompt: str = "{}") -> torch.Tensor:
-        """Normalised embeddings of ``texts`` by the text->text encoder (CPU).
+    def encode_texts(self, texts: list[str], prompt: str = "{}") -> np.ndarray:
+        """Normalised embeddings of ``texts`` by the text->text encoder (float32 numpy).
 
         Args:
             texts: ``N`` strings.
@@ -380,22 +424,32 @@ class CatalogSearch:
         """
         if self.text_encoder is None:
             return self._clip_embeddings([prompt.format(t) for t in texts])
-        return torch.nn.functional.normalize(torch.as_tensor(self.text_encoder(list(texts))).float().cpu(), dim=-1)
+        if "sentence" in self.query_encoders:
+            return normalised(self.query_encoders["sentence"](list(texts)))
+        return normalised(as_array(self.text_encoder(list(texts))))
 
-    def _clip_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """``N`` texts -> ``(N, E)`` normalised CLIP text-tower embeddings on the CPU.
+    def _clip_embeddings(self, texts: list[str]) -> np.ndarray:
+        """``N`` texts -> ``(N, E)`` normalised CLIP text-tower embeddings (float32 numpy).
 
         What :func:`ecmm.models.clip.embed_texts` computes, without moving the model and setting
         eval mode on every call (a walk over every module: milliseconds per query); both are
         done only when the model is not on ``self.device`` in eval mode.
         """
+        if "clip" in self.query_encoders:
+            return normalised(self.query_encoders["clip"](list(texts)))
+        if self.model is None:
+            raise ValueError("this search has no CLIP query encoder: open it with the model")
+        import torch
+
+        from ecmm.models.protocol import move_tokens
+
         first = next(self.model.parameters(), None)
         if self.model.training or (first is not None and first.device != torch.device(self.device)):
             self.model.to(self.device).eval()
         with torch.no_grad():
             chunks = [self.model.encode_text(move_tokens(self.tokenizer(texts[start:start + 256]), self.device)).cpu()
                       for start in range(0, len(texts), 256)]
-        return torch.cat(chunks) if chunks else torch.empty(0, self.model.embed_dim)
+        return as_array(torch.cat(chunks)) if chunks else np.empty((0, self.model.embed_dim), dtype=np.float32)
 
     def _mode(self, mode: str | None) -> str:
         mode = self.default_mode if mode is None else mode
@@ -418,10 +472,17 @@ class CatalogSearch:
             raise ValueError(f"the query has {len(query)} characters; keep it under {MAX_QUERY_CHARACTERS}")
         return query
 
-    def _results(self, scores: torch.Tensor, ids: torch.Tensor) -> pd.DataFrame:
-        frame = self.catalog.iloc[ids[0].numpy()][list(RESULT_COLUMNS[:-1])].reset_index(drop=True)
-        frame["score"] = scores[0].numpy().round(4)
+    def _results(self, scores: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+        """``k`` scores and catalog rows -> the results table."""
+        frame = self.catalog.iloc[np.asarray(rows)][list(RESULT_COLUMNS[:-1])].reset_index(drop=True)
+        frame["score"] = np.asarray(scores, dtype=np.float64).round(4)
         return frame
+
+
+def normalised(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32). Shapes: ``(N, D) -> (N, D)``."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)
 
 
 def results_to_records(frame: pd.DataFrame) -> list[dict]:

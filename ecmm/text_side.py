@@ -8,7 +8,8 @@ documents). Encoding 1,310 titles and tagging 1,310 photos takes seconds on a CP
 
 - ``text_side.safetensors``: ``<encoder>.texts`` ``(N, D)`` and ``<encoder>.type_embeddings``
   ``(T, D)`` for each encoder (``"clip"``: the CLIP text tower; ``"text_encoder"``: the
-  sentence encoder);
+  sentence encoder), and ``photos`` ``(N, E)``, the index's photo embeddings in row order (so a
+  text query needs neither the index nor torch);
 - ``text_side.json``: the catalog's digest, the product types, the photo tags and the names of
   the encoders.
 
@@ -31,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
-import torch
-from safetensors.torch import load_file, save_file
 
 __all__ = ["TEXT_SIDE_TENSORS", "TEXT_SIDE_TABLE", "CLIP_ENCODER", "SENTENCE_ENCODER", "TYPE_PROMPT",
            "CachedTextSide", "catalog_digest", "photo_tags", "bm25_documents", "encode_catalog_texts",
@@ -56,8 +56,9 @@ class CachedTextSide:
     digest: str  # catalog_digest of the rows it was computed for
     types: tuple[str, ...]  # sorted product types (T)
     tags: pd.DataFrame  # (N, 2): predicted colour and product_type of every photo
-    embeddings: Mapping[str, Mapping[str, torch.Tensor]]  # encoder -> {"texts" (N, D), "type_embeddings" (T, D)}
+    embeddings: Mapping[str, Mapping[str, np.ndarray]]  # encoder -> {"texts" (N, D), "type_embeddings" (T, D)}
     encoder_names: Mapping[str, str]  # encoder -> what made the embeddings, for people
+    photos: np.ndarray | None = None  # (N, E) photo embeddings by row; None in an older folder
 
 
 def catalog_digest(catalog: pd.DataFrame) -> str:
@@ -69,15 +70,25 @@ def catalog_digest(catalog: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def photo_tags(photo_embeddings: torch.Tensor, model: Any, tokenizer: Any, catalog: pd.DataFrame,
+def as_array(values: Any) -> np.ndarray:
+    """A float32 numpy array of a torch tensor (any device) or an array-like."""
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu().numpy()
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def photo_tags(photo_embeddings: Any, model: Any, tokenizer: Any, catalog: pd.DataFrame,
                device: Any = None) -> pd.DataFrame:
     """Zero-shot colour and product type of every photo, among the catalog's own values.
 
     Shapes:
         ``(N, E)`` photo embeddings -> DataFrame of ``N`` rows (``colour``, ``product_type``).
     """
+    import torch
+
     from ecmm.attributes import predict_tags
 
+    photo_embeddings = torch.as_tensor(as_array(photo_embeddings))
     values = {"colour": sorted(catalog["colour"].astype(str).unique()),
               "product_type": sorted(catalog["product_type"].astype(str).unique())}
     return predict_tags(photo_embeddings, model, tokenizer, values, device)
@@ -89,8 +100,8 @@ def bm25_documents(catalog: pd.DataFrame, tags: pd.DataFrame) -> list[str]:
             for row, tag in zip(catalog.itertuples(), tags.itertuples())]
 
 
-def encode_catalog_texts(encode: Callable[[list[str], str], torch.Tensor], catalog: pd.DataFrame,
-                         types: Sequence[str]) -> dict[str, torch.Tensor]:
+def encode_catalog_texts(encode: Callable[[list[str], str], Any], catalog: pd.DataFrame,
+                         types: Sequence[str]) -> dict[str, np.ndarray]:
     """Title and product-type embeddings by one encoder.
 
     Args:
@@ -100,17 +111,21 @@ def encode_catalog_texts(encode: Callable[[list[str], str], torch.Tensor], catal
         types: ``T`` product type names.
 
     Returns:
-        ``{"texts": (N, D), "type_embeddings": (T, D)}``, float32 on the CPU.
+        ``{"texts": (N, D), "type_embeddings": (T, D)}``, float32 numpy arrays.
     """
-    return {"texts": encode(list(catalog["title"].astype(str)), "{}").float().cpu().contiguous(),
-            "type_embeddings": encode(list(types), TYPE_PROMPT).float().cpu().contiguous()}
+    return {"texts": as_array(encode(list(catalog["title"].astype(str)), "{}")),
+            "type_embeddings": as_array(encode(list(types), TYPE_PROMPT))}
 
 
 def save_text_side(folder: str | Path, side: CachedTextSide) -> None:
     """Write ``text_side.safetensors`` and ``text_side.json`` into ``folder`` (an artefact's staging folder)."""
+    from safetensors.numpy import save_file
+
     folder = Path(folder)
-    tensors = {f"{encoder}.{name}": tensor.contiguous()
+    tensors = {f"{encoder}.{name}": as_array(tensor)
                for encoder, parts in side.embeddings.items() for name, tensor in parts.items()}
+    if side.photos is not None:
+        tensors["photos"] = as_array(side.photos)
     save_file(tensors, str(folder / TEXT_SIDE_TENSORS))
     table = {"digest": side.digest, "types": list(side.types), "encoders": dict(side.encoder_names),
              "tags": {column: side.tags[column].astype(str).tolist() for column in side.tags.columns}}
@@ -126,12 +141,15 @@ def load_text_side(folder: str | Path) -> CachedTextSide | None:
     Raises:
         ValueError: the files are there but do not describe a text side.
     """
+    from safetensors.numpy import load_file
+
     folder = Path(folder)
     if not (folder / TEXT_SIDE_TENSORS).is_file() or not (folder / TEXT_SIDE_TABLE).is_file():
         return None
     table = json.loads((folder / TEXT_SIDE_TABLE).read_text(encoding="utf-8"))
     tensors = load_file(str(folder / TEXT_SIDE_TENSORS))
-    embeddings: dict[str, dict[str, torch.Tensor]] = {}
+    photos = tensors.pop("photos", None)
+    embeddings: dict[str, dict[str, np.ndarray]] = {}
     for key, tensor in tensors.items():
         encoder, _, name = key.partition(".")
         embeddings.setdefault(encoder, {})[name] = tensor
@@ -141,17 +159,19 @@ def load_text_side(folder: str | Path) -> CachedTextSide | None:
         if set(parts) != {"texts", "type_embeddings"} or parts["texts"].shape[0] != len(tags) \
                 or parts["type_embeddings"].shape[0] != len(types):
             raise ValueError(f"{TEXT_SIDE_TENSORS} in {folder} does not match {TEXT_SIDE_TABLE} ({encoder})")
-    return CachedTextSide(str(table["digest"]), types, tags, embeddings, dict(table.get("encoders", {})))
+    if photos is not None and photos.shape[0] != len(tags):
+        raise ValueError(f"{TEXT_SIDE_TENSORS} in {folder} holds {photos.shape[0]} photo embeddings for {len(tags)} rows")
+    return CachedTextSide(str(table["digest"]), types, tags, embeddings, dict(table.get("encoders", {})), photos)
 
 
-def same_embedding(cached: torch.Tensor, fresh: torch.Tensor) -> bool:
+def same_embedding(cached: Any, fresh: Any) -> bool:
     """Whether a cached ``(D,)`` embedding and a freshly computed one of the same text agree."""
-    fresh = fresh.reshape(-1).float().cpu()
-    return cached.shape == fresh.shape and float((cached.float() - fresh).abs().max()) <= AGREEMENT
+    cached, fresh = as_array(cached).reshape(-1), as_array(fresh).reshape(-1)
+    return cached.shape == fresh.shape and float(np.abs(cached - fresh).max()) <= AGREEMENT
 
 
 def fitting_text_side(cached: CachedTextSide | None, catalog: pd.DataFrame, index_size: int,
-                      clip_encode: Callable[[list[str]], torch.Tensor], folder: Path) -> CachedTextSide | None:
+                      clip_encode: Callable[[list[str]], Any], folder: Path) -> CachedTextSide | None:
     """``cached`` if it was computed for these catalog rows and this CLIP model, else None.
 
     The model is checked by embedding one product type prompt again with ``clip_encode`` (texts
@@ -172,7 +192,7 @@ def fitting_text_side(cached: CachedTextSide | None, catalog: pd.DataFrame, inde
 
 
 def cached_encodings(cached: CachedTextSide | None, encoder: str,
-                     encode: Callable[..., torch.Tensor]) -> dict[str, torch.Tensor] | None:
+                     encode: Callable[..., Any]) -> dict[str, np.ndarray] | None:
     """The saved title and type embeddings of ``encoder`` if ``encode`` still makes them, else None.
 
     Args:
@@ -192,7 +212,7 @@ def cached_encodings(cached: CachedTextSide | None, encoder: str,
 
 
 def tower_sentence_encoder(model: Any, batch_size: int = 64, *,
-                           check_weights: bool = True) -> Callable[[list[str]], torch.Tensor] | None:
+                           check_weights: bool = True) -> Callable[[list[str]], Any] | None:
     """The sentence encoder inside ``model``'s text tower, when it is the bundled all-MiniLM-L6-v2 unchanged.
 
     Its embeddings equal ``load_text_encoder().encode(texts)`` (same weights, tokens and mean
@@ -215,6 +235,7 @@ def tower_sentence_encoder(model: Any, batch_size: int = 64, *,
         return None
     if check_weights and changed():
         return None
+    import torch
 
     @torch.no_grad()
     def encode(texts: list[str]) -> torch.Tensor:

@@ -17,6 +17,8 @@ CONTRACT = {  # asset -> builder named by the kit's layers (imported only when r
     "shop_clip": "ecmm.finetune:build_shop_model",
     "support": "ecmm.service.assistant:build_support_classifier",
     "search_index": "ecmm.search_assets:build_catalog_index",
+    "query_encoder": "ecmm.search_assets:build_query_encoder",
+    "support_encoder": "ecmm.service.assistant:build_support_encoder",
     "recommender": "ecmm.recsys.embeddings:build_content_embeddings",
     "fitted_recommender": "ecmm.recsys.pipeline:build_fitted_recommender",
 }
@@ -83,7 +85,7 @@ def test_ensure_builds_dependencies_first_then_reuses(stub_home):
     assert set(card["built_from"]) == {"shop_clip", "catalog"}
     assets.ensure_asset("search_index", progress=False)
     assert len(log) == 6  # everything ok: nothing rebuilt
-    assert [s.status for s in assets.check_assets()] == ["ok"] * 5 + ["missing", "ok", "missing", "missing"]
+    assert [s.status for s in assets.check_assets()] == ["ok"] * 5 + ["missing", "ok"] + ["missing"] * 4
 
 
 def test_damaged_missing_and_outdated_are_rebuilt(stub_home):
@@ -163,7 +165,7 @@ def test_check_and_repair_rebuild_exactly_the_damaged_ones(stub_home):
     log.clear()
     payloads["backbone"] = b"the backbone rebuilt differently"
     assert assets.repair_assets(progress=False) == ["backbone", "clip", "support"]
-    assert [s.status for s in assets.check_assets()] == ["missing"] + ["ok"] * 3 + ["missing", "ok"] + ["missing"] * 3
+    assert [s.status for s in assets.check_assets()] == ["missing"] + ["ok"] * 3 + ["missing", "ok"] + ["missing"] * 5
     assert assets.repair_assets(progress=False) == []
 
 

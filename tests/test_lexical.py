@@ -37,3 +37,19 @@ def test_rare_terms_weigh_more_and_config_is_checked():
         BM25Config(b=2.0)
     with pytest.raises(ValueError):
         BM25Index([])
+
+
+def test_counts_agree_with_scikit_learns_vectoriser():
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    documents = ["Red backpack. A red bag for school red", "Man’s t-shirt in blue", "blue blue kite", "a"]
+    index = BM25Index(documents)
+    counts = CountVectorizer(token_pattern=r"(?u)\b\w+\b").fit([d.replace("’", "'") for d in documents])
+    assert set(index.vocabulary) == set(counts.vocabulary_)
+    matrix = counts.transform([d.replace("’", "'") for d in documents]).toarray()  # (N, V)
+    lengths = matrix.sum(1)
+    norm = 1.2 * (1 - 0.75 + 0.75 * lengths / lengths.mean())
+    for term, column in counts.vocabulary_.items():
+        tf = matrix[:, column]
+        idf = math.log1p((4 - (tf > 0).sum() + 0.5) / ((tf > 0).sum() + 0.5))
+        np.testing.assert_allclose(index.scores(term), idf * tf * 2.2 / (tf + norm))

@@ -303,10 +303,16 @@ def _damaged_home(tmp_path, monkeypatch):
     monkeypatch.setenv("ECMM_HOME", str(tmp_path / "home"))
     monkeypatch.setattr("ecmm.assets.ensure_asset", lambda name, **kwargs: asset_dir(name))
     files = {"shop_clip": "model.safetensors", "recommender": "embeddings.safetensors",
-             "fitted_recommender": "split.npz", "support": "model.safetensors"}
+             "fitted_recommender": "split.npz", "support": "model.safetensors",
+             "query_encoder": "clip/text_encoder.onnx", "support_encoder": "classifier/text_encoder.onnx"}
+
+    def write(temporary, file):
+        (temporary / file).parent.mkdir(parents=True, exist_ok=True)
+        (temporary / file).write_bytes(b"w" * 4096)
+
     for name, file in files.items():
-        folder = write_artifact(asset_dir(name), lambda temporary, file=file: (temporary / file).write_bytes(b"w" * 4096),
-                                {"asset": name})
+        folder = write_artifact(asset_dir(name), lambda temporary, file=file: write(temporary, file),
+                                {"asset": name, "exported": True})
         (folder / file).write_bytes(b"w" * 100)  # truncated
     return files
 

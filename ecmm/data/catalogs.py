@@ -30,10 +30,20 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from ecmm.data.photos import IMAGE_SIZE, ArrayPhotos, PhotoSet, PhotoView, pad_photos, photo_loader
-
 __all__ = ["CATALOG_ENV", "MODEL_ENV", "DEFAULT_MODEL", "IMAGE_SIZE", "CatalogSource", "PhotoSet", "ArrayPhotos",
            "PhotoView", "OfflineSource", "open_catalog", "load_catalog", "load_photos", "model_spec", "catalog_scope", "photo_loader", "pad_photos"]
+
+_PHOTO_NAMES = ("IMAGE_SIZE", "ArrayPhotos", "PhotoSet", "PhotoView", "pad_photos", "photo_loader")
+
+
+def __getattr__(name: str) -> Any:
+    """The photo types re-exported from :mod:`ecmm.data.photos`, imported on first use (torch)."""
+    if name in _PHOTO_NAMES:
+        from ecmm.data import photos
+
+        return getattr(photos, name)
+    raise AttributeError(f"module 'ecmm.data.catalogs' has no attribute {name!r}")
+
 
 CATALOG_ENV = "ECMM_CATALOG"  # path to a folder catalog's CSV
 MODEL_ENV = "ECMM_MODEL"  # "ecmm-clip", "<open_clip name>[:<tag or checkpoint>]", "<config.json>:<checkpoint>"
@@ -95,6 +105,7 @@ class OfflineSource:
         return offline_catalog()[0]
 
     def photos(self) -> PhotoSet:
+        from ecmm.data.photos import ArrayPhotos
         from ecmm.data.store import offline_catalog
 
         return ArrayPhotos(offline_catalog()[1])
@@ -103,9 +114,11 @@ class OfflineSource:
         return None
 
     def describe(self) -> str:
-        photos = self.photos()
-        return (f"offline shop (OpenMoji icons, CC BY-SA 4.0, rendered with Pillow): {len(photos):,} products, "
-                f"{photos.photos_per_sku} photos each")
+        from ecmm.data.store import offline_catalog
+
+        photos = offline_catalog()[1]  # (N, photos per SKU, H, W, 3), memory-mapped: no photo is read
+        return (f"offline shop (OpenMoji icons, CC BY-SA 4.0, rendered with Pillow): {photos.shape[0]:,} products, "
+                f"{photos.shape[1]} photos each")
 
 
 def open_catalog(profile: str | None = None, catalog: str | Path | None = None, *,

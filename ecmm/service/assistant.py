@@ -5,6 +5,10 @@ intents, fits a temperature and chooses the rejection threshold on the validatio
 writes ``model.safetensors`` + ``card.json`` through :func:`ecmm.artifacts.write_artifact`.
 :func:`load_support_classifier` reads it back (sizes and sha256 checked by the card); a damaged
 folder raises :class:`ecmm.artifacts.ArtifactError`, whose message names the repair command.
+
+:func:`build_support_encoder` exports the cached classifier to ONNX (:mod:`ecmm.exported_text`,
+the ``support_encoder`` asset) and :func:`load_exported_classifier` opens it: the same logits under
+onnxruntime, so ``ecmm support`` answers without importing torch.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WEIGHTS_FILE", "build_support_classifier", "load_support_classifier", "calibrate_classifier"]
+__all__ = ["WEIGHTS_FILE", "build_support_classifier", "load_support_classifier", "calibrate_classifier",
+           "ExportedIntentClassifier", "build_support_encoder", "load_exported_classifier"]
 
 WEIGHTS_FILE = "model.safetensors"
 SEED = 0  # head initialisation and batch order of the cached classifier
@@ -113,4 +118,81 @@ def load_support_classifier(folder: str | Path, device: Any = None) -> tuple[Any
     except (SafetensorError, RuntimeError, OSError) as error:
         raise ArtifactError(folder, f"{WEIGHTS_FILE} does not load ({error.__class__.__name__})") from None
     classifier.eval()
+    return TemperatureScaledClassifier(classifier, card["temperature"]), float(card["threshold"])
+
+
+class ExportedIntentClassifier:
+    """An intent classifier exported to ONNX: ``predict_proba(texts) -> (N, K)`` like the torch one.
+
+    Args:
+        encoder: an :class:`ecmm.exported_text.ExportedTextEncoder` whose output ``logits`` is ``(N, K)``.
+        label_names: the K intents, in logit order.
+    """
+
+    def __init__(self, encoder: Any, label_names: Any) -> None:
+        self.encoder, self.label_names = encoder, tuple(label_names)
+
+    def predict_proba(self, texts: Any) -> Any:
+        """``N`` texts -> ``(N, K)`` softmax probabilities (float64)."""
+        import numpy as np
+
+        logits = self.encoder(list(texts))["logits"].astype(np.float64)  # (N, K)
+        logits -= logits.max(axis=1, keepdims=True)
+        exponentials = np.exp(logits)
+        return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def build_support_encoder(folder: str | Path, progress: bool = True) -> Path:
+    """The registry's builder of ``support_encoder``: the cached classifier exported to ONNX.
+
+    The exported logits are checked against the torch classifier on probe messages
+    (:func:`ecmm.exported_text.export_text_encoder`), and the card keeps the calibration.
+    """
+    from ecmm.artifacts import read_card, write_artifact
+    from ecmm.assets import asset_dir
+    from ecmm.exported_text import export_text_encoder, exportable_tokenizer
+
+    support = asset_dir("support")
+    scaled, threshold = load_support_classifier(support, device="cpu")
+    classifier = scaled.classifier
+    reason = exportable_tokenizer(classifier.encoder.tokenizer)
+    if reason:  # the torch classifier keeps answering
+        write_artifact(folder, lambda temporary: (temporary / "not_exported.txt").write_text(reason + "\n"),
+                       {"asset": "support_encoder", "recipe": {"version": 1}, "exported": False, "reason": reason})
+        return Path(folder)
+    if progress:
+        print(f"exporting the support classifier to ONNX into {folder}", file=sys.stderr, flush=True)
+    specs: dict[str, dict] = {}
+
+    def write_files(temporary: Path) -> None:
+        specs["classifier"] = export_text_encoder(classifier, classifier.encoder.tokenizer, temporary / "classifier",
+                                                  {"logits": len(classifier.label_names)}, classifier.config.max_length)
+
+    write_artifact(folder, write_files,
+                   {"asset": "support_encoder", "recipe": {"version": 1}, "exported": True, "label_names": list(classifier.label_names),
+                    "temperature": scaled.temperature, "threshold": threshold, "specs": specs,
+                    "support_fingerprint": read_card(support, verify=False).get("files", {}).get(WEIGHTS_FILE)})
+    return Path(folder)
+
+
+def load_exported_classifier(folder: str | Path) -> tuple[Any, float] | None:
+    """The exported support classifier (temperature-scaled) and its threshold, from ``support_encoder``;
+    None when the classifier could not be exported (its tokenizer has no fast backend).
+
+    Raises:
+        ecmm.artifacts.ArtifactError: the folder is missing, damaged, or does not load.
+    """
+    from ecmm.artifacts import ArtifactError, read_card
+    from ecmm.exported_text import ExportedTextEncoder
+    from ecmm.service.confidence import TemperatureScaledClassifier
+
+    folder = Path(folder)
+    card = read_card(folder)
+    if not card.get("exported"):
+        return None
+    try:
+        encoder = ExportedTextEncoder.load(folder / "classifier", num_threads=1)
+    except (OSError, ValueError) as error:
+        raise ArtifactError(folder, f"the exported classifier does not load ({error.__class__.__name__})") from None
+    classifier = ExportedIntentClassifier(encoder, card["label_names"])
     return TemperatureScaledClassifier(classifier, card["temperature"]), float(card["threshold"])
