@@ -9,6 +9,7 @@ License: CC BY-SA 4.0" (https://openmoji.org), rendered with Pillow from ``openm
 """
 
 import importlib
+import importlib.util
 from typing import Any
 
 _HOMES = {  # name -> submodule; imported on first use, so reading a catalog table does not import torch
@@ -27,6 +28,8 @@ _HOMES = {  # name -> submodule; imported on first use, so reading a catalog tab
 def __getattr__(name: str) -> Any:
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule: ``data.intents``
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'ecmm.data' has no attribute {name!r}")
 
 

@@ -188,7 +188,7 @@ def load_exported_classifier(folder: str | Path) -> tuple[Any, float] | None:
 
     folder = Path(folder)
     card = read_card(folder)
-    if not card.get("exported"):
+    if card.get("exported") is False:  # written when the tokenizer has no fast backend
         return None
     try:
         encoder = ExportedTextEncoder.load(folder / "classifier", num_threads=1)
