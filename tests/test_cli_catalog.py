@@ -71,8 +71,10 @@ def test_search_runs_on_the_folder_catalog_in_its_own_cache(shop, capsys):
     assert announce.startswith("ecmm search: catalog: folder catalog ") and str(shop.csv) in announce
     assert announce.endswith(f"model: {shop.spec}")
     built = sorted(path.relative_to(shop.home).as_posix() for path in shop.home.glob("shops/*/assets/*"))
-    assert [path.rsplit("/", 1)[1] for path in built] == ["search_index", "shop_clip"]
+    assert [path.rsplit("/", 1)[1] for path in built] == ["query_encoder", "search_index", "shop_clip"]
     assert built[0].startswith("shops/folder-") and TINY_OPEN_CLIP in built[0]
+    assert read_card(shop.home / built[0])["exported"] is False  # open_clip's tokenizer: queries run on torch
+    built = built[1:]
     assert not (shop.home / "assets" / "shop_clip").exists() and not (shop.home / "data").exists()  # no offline shop
     card = read_card(shop.home / built[0])
     assert card["shop"]["model"] == shop.spec and card["data"]["rows"] == 60
@@ -123,6 +125,7 @@ def test_recommend_uses_the_catalogs_own_events(shop, tmp_path, capsys):
 def test_support_identifies_a_product_of_the_folder_catalog(shop, capsys, monkeypatch):
     monkeypatch.setattr("ecmm.service.assistant.load_support_classifier",
                         lambda folder, device=None: (FixedClassifier(), 0.5))
+    monkeypatch.setattr("ecmm.exported_text.onnxruntime_installed", lambda: False)  # the stub, not an export
     photo = next((shop.csv.parent / "images").glob("*.jpg"))
     assert main(["support", "this arrived broken", "--image", str(photo), "--json", *shop.argv]) == 0
     reply = json.loads(capsys.readouterr().out)
