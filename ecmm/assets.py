@@ -23,8 +23,6 @@ shop) builds it; the kit's pretrained ``clip`` is built only for ``ecmm-clip``.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import json
 import os
 import shutil
@@ -32,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from ecmm.asset_builders import MissingBuilderError, accepted_arguments, load_function, recipe_version
 from ecmm.artifacts import (CARD_NAME, ArtifactError, artifact_status, card_fingerprint,
                             file_table, read_card, replace_folder)
 from ecmm.asset_scope import Shop, active_shop, shop_of, using_shop
@@ -101,10 +100,6 @@ class AssetStatus:
     detail: str  # why it is not ok, in words ("" when ok)
 
 
-class MissingBuilderError(RuntimeError):
-    """The registry names a builder that this version of the kit does not have."""
-
-
 def get_asset(name: str) -> Asset:
     """The registry entry called ``name``."""
     for asset in ASSETS:
@@ -167,67 +162,14 @@ def asset_card(name: str) -> dict | None:
         raise
 
 
-def _builder(asset: Asset) -> Callable[..., Any]:
-    if callable(asset.builder):
-        return asset.builder
-    module_name, _, function_name = asset.builder.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError):
-        raise MissingBuilderError(
-            f"the asset {asset.name!r} is built by {module_name}.{function_name}, which this version of "
-            "the kit does not have yet") from None
-
-
 def builder_available(name: str) -> bool:
     """Whether the builder of ``name`` can be imported (nothing is built)."""
+    asset = get_asset(name)
     try:
-        _builder(get_asset(name))
+        load_function(asset.builder, asset.name)
     except MissingBuilderError:
         return False
     return True
-
-
-def _recipe_version(asset: Asset) -> Any:
-    """The builder's ``RECIPE_VERSION`` (its module's, or the callable's attribute), or None.
-
-    A module not yet imported is read, not imported, when it assigns the number as a literal (or
-    imports it from a module that does): checking a cached asset must not import torch.
-    """
-    if callable(asset.builder):
-        return getattr(asset.builder, "RECIPE_VERSION", None)
-    module = asset.builder.partition(":")[0]
-    written = _written_recipe_version(module)
-    if written is not None:
-        return written
-    try:
-        return getattr(importlib.import_module(module), "RECIPE_VERSION", None)
-    except ImportError:
-        return None
-
-
-def _written_recipe_version(module: str, hops: int = 2) -> int | None:
-    """``RECIPE_VERSION = <int>`` read from ``module``'s source (following ``from X import
-    RECIPE_VERSION`` up to ``hops`` times); None when it is not written that way."""
-    import ast
-    import importlib.util
-    import sys
-
-    if module in sys.modules:
-        return getattr(sys.modules[module], "RECIPE_VERSION", None)
-    try:
-        spec = importlib.util.find_spec(module)
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    except (ImportError, AttributeError, TypeError, OSError, SyntaxError, ValueError):
-        return None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RECIPE_VERSION" for t in node.targets):
-            value = getattr(node.value, "value", None)
-            return value if isinstance(value, int) else None
-        if isinstance(node, ast.ImportFrom) and node.module and hops > 0 and node.level == 0 \
-                and any(alias.name == "RECIPE_VERSION" and alias.asname is None for alias in node.names):
-            return _written_recipe_version(node.module, hops - 1)
-    return None
 
 
 def _dependency_fingerprint(dependency: str, shop: Shop) -> str:
@@ -246,18 +188,13 @@ def _key(asset: Asset, shop: Shop) -> dict | None:
     """The asset's key for the shop (its ``key`` function's dict, JSON-normalised), or None."""
     if asset.key is None:
         return None
-    module_name, _, function_name = asset.key.partition(":")
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError):
-        raise MissingBuilderError(f"the asset {asset.name!r} is keyed by {module_name}.{function_name}, which this "
-                                  "version of the kit does not have yet") from None
+    function = load_function(asset.key, asset.name, role="keyed")
     return json.loads(json.dumps(function(shop.source), sort_keys=True, default=str))
 
 
 def _outdated_reason(asset: Asset, card: Mapping[str, Any], recipe: bool) -> str:
     """Why a readable card is outdated ("" when it is current; :data:`LEGACY` for an older kit's card)."""
-    current = _recipe_version(asset) if recipe else None
+    current = recipe_version(asset.builder) if recipe else None
     recorded = (card.get("recipe") or {}).get("version", 1) if isinstance(card.get("recipe"), dict) else None
     if current is not None and recorded != current:
         return f"recipe version {recorded}, the kit's is {current}"
@@ -369,15 +306,7 @@ def _builder_arguments(asset: Asset, builder: Callable[..., Any], progress: bool
         arguments["model"] = load_clip_model(ensure_asset(asset.model_from, progress=progress))
     elif asset.model_spec:
         arguments["model"] = shop.model
-    parameters = inspect.signature(builder).parameters
-    if any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters.values()):
-        return arguments
-    refused = [name for name in arguments if name not in parameters]
-    if refused and shop.scope and set(refused) & {"source", "model"}:
-        raise MissingBuilderError(
-            f"the builder of {asset.name!r} does not take {', '.join(f'{name}=' for name in refused)} in this version "
-            f"of the kit, so it cannot build it for {shop.describe()}")
-    return {name: value for name, value in arguments.items() if name in parameters}
+    return accepted_arguments(builder, arguments, asset.name, shop.describe() if shop.scope else None)
 
 
 def _build(asset: Asset, progress: bool) -> None:
@@ -386,7 +315,7 @@ def _build(asset: Asset, progress: bool) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.with_name(f".{folder.name}.build-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    builder = _builder(asset)
+    builder = load_function(asset.builder, asset.name)
     staging.mkdir()
     try:
         builder(staging, **_builder_arguments(asset, builder, progress))

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecmm.onnx_runtime import onnx_session, onnxruntime_installed
+
 __all__ = ["ImageTower", "TextTower", "export_torchscript", "load_torchscript", "export_onnx",
-           "onnxruntime_available", "onnx_session", "run_onnx", "max_abs_difference", "quantize_int8",
+           "onnxruntime_installed", "onnx_session", "run_onnx", "max_abs_difference", "quantize_int8",
            "count_quantized_linear", "size_on_disk", "measure_latency", "benchmark_towers", "throughput"]
 
 
@@ -218,36 +220,6 @@ def export_onnx(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch
                           dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()}, opset_version=opset,
                           dynamo=False)
     return path
-
-
-def onnxruntime_available() -> bool:
-    """Whether ``onnxruntime`` can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def onnx_session(path: str | Path, num_threads: int | None = None) -> Any:
-    """An onnxruntime ``InferenceSession`` on the CPU for an exported file.
-
-    Args:
-        path: the ``.onnx`` file.
-        num_threads: intra-op threads (None: onnxruntime's default).
-
-    Returns:
-        The session; call ``session.run(None, {name: array})``.
-    """
-    if not onnxruntime_available():
-        raise ValueError("onnxruntime is not installed: pip install onnxruntime (or skip the ONNX check)")
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    if num_threads:
-        options.intra_op_num_threads = num_threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(path_or_session: str | Path | Any, inputs: Mapping[str, torch.Tensor | np.ndarray]) -> np.ndarray:

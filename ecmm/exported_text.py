@@ -24,6 +24,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ecmm.onnx_runtime import onnx_session, onnxruntime_installed
+
 __all__ = ["MODEL_FILE", "TOKENIZER_FILE", "SPEC_FILE", "TOLERANCE", "PROBE_TEXTS", "exportable_tokenizer",
            "export_text_encoder", "ExportedTextEncoder", "onnxruntime_installed"]
 
@@ -34,13 +36,6 @@ TOLERANCE = 1e-4  # largest |torch - onnxruntime| accepted on the probe texts
 INPUT_NAMES = ("input_ids", "attention_mask")
 PROBE_TEXTS = ("red backpack", "something to keep my neck warm in winter", "wher is my order EC123456?",
                "a", "Blue running shoes under 50 euros, size 42, for my daughter's first marathon ’")
-
-
-def onnxruntime_installed() -> bool:
-    """Whether onnxruntime can be imported (it is a dependency; an install may lack it)."""
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def exportable_tokenizer(tokenizer: Any) -> str:
@@ -128,7 +123,6 @@ class ExportedTextEncoder:
         Raises:
             FileNotFoundError: a file is missing. ValueError: the spec is not one this kit writes.
         """
-        import onnxruntime
         from tokenizers import Tokenizer
 
         folder = Path(folder)
@@ -141,11 +135,7 @@ class ExportedTextEncoder:
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         tokenizer.enable_truncation(int(spec["max_length"]))
         tokenizer.enable_padding(pad_id=int(spec["pad_token_id"]), pad_token=str(spec["pad_token"]))
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        if num_threads:
-            options.intra_op_num_threads = num_threads
-        session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(folder / MODEL_FILE, num_threads)
         return cls(session, tokenizer, spec)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from ecmm.metrics.retrieval import first_relevant_ranks, mean_reciprocal_rank, r
 from ecmm.query import query_relevance
 
 __all__ = ["HybridBlend", "SIGNALS", "ranks_of", "reciprocal_rank_fusion", "signal_ranks",
-           "evaluate_queries", "fit_blend"]
+           "evaluate_queries", "fit_blend", "price_offset"]
 
 SIGNALS = ("dense_image", "dense_text", "nearest_types", "lexical", "attributes")  # rankings a hybrid search can fuse
 
@@ -69,6 +69,16 @@ def ranks_of(scores: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(scores))
     ranks[order] = np.arange(1, len(scores) + 1)
     return np.where(retrieved, ranks, np.nan)
+
+
+def price_offset(weights: Sequence[float], rrf_k: float) -> float:
+    """How far fusion shifts the rows outside a query's price range: 1, or more when the weights
+    could sum past it, so that every such row scores below every row inside.
+
+    A row scores at most ``sum(w) / (k + 1)`` (rank 1 by every signal); fused scores are >= 0.
+    """
+    bound = sum(max(float(weight), 0.0) for weight in weights) / (rrf_k + 1.0)
+    return 1.0 if bound < 1.0 else bound + 1.0
 
 
 def reciprocal_rank_fusion(signal_scores: Mapping[str, np.ndarray], weights: Mapping[str, float],
@@ -139,7 +149,8 @@ def fit_blend(search: Any, queries: list[dict], grid: Sequence[float] = (0.0, 0.
         for weights in itertools.product(grid, repeat=len(SIGNALS)):
             if not any(weights):
                 continue
-            fused = np.einsum("s,qsn->qn", np.asarray(weights), contributions) - outside  # (Q, N)
+            fused = np.einsum("s,qsn->qn", np.asarray(weights), contributions) \
+                - price_offset(weights, rrf_k) * outside  # (Q, N)
             first = first_relevant_ranks(fused, relevance)  # (Q,)
             score = (round(mean_reciprocal_rank(first), 9), -float(np.log(first).mean()))
             if best is None or score > best_score:

@@ -1,54 +1,48 @@
 """Product search over the shop catalog.
 
 - :class:`CatalogSearch`: one photo per SKU embedded into an :class:`~ecmm.index.EmbeddingIndex`;
-  ``search_text(query, k, mode)`` (``"dense"``: CLIP text->photo; ``"lexical"``: BM25;
-  ``"hybrid"``, the default: reciprocal-rank fusion of dense, text->text, BM25 and the query's
-  understood attributes, with price limits) and ``search_image(image, k)`` return DataFrames with
-  ``sku_id, title, product_type, colour, category, score``; ``understand(query)`` says what the
-  query asks for; ``answer(query)`` gives both from one encoding of the query;
-  ``search_records(queries, k, modes)`` answers several queries with one encoder call per model
-  (what a server batching concurrent requests uses).
-- :func:`ecmm.search_assets.build_catalog_index`: the registry's builder of the photo index *and* the text side
-  (:mod:`ecmm.text_side`); :meth:`CatalogSearch.from_folder` opens both without re-encoding the
-  catalog.
-- :func:`zero_shot_weights` (from :mod:`ecmm.attributes`) and the evaluation helpers
-  :func:`evaluate_retrieval`, :func:`requests_for`, :func:`request_queries` (from
-  :mod:`ecmm.search_evaluation`).
+  ``search_text(query, k, mode)`` (``"dense"``: CLIP text->photo; ``"lexical"``: BM25; ``"hybrid"``,
+  the default: reciprocal-rank fusion of dense, text->text, BM25 and the query's understood
+  attributes, with price limits: :mod:`ecmm.search_signals`) and ``search_image(image, k)`` return
+  DataFrames with ``RESULT_COLUMNS``; ``understand(query)`` says what the query asks for;
+  ``answer(query)`` gives both from one encoding; ``search_records(queries, k, modes)`` answers
+  several queries with one encoder call per model (what a server batching requests uses).
+- :func:`ecmm.search_assets.build_catalog_index` builds the photo index *and* the text side
+  (:mod:`ecmm.text_side`); :meth:`CatalogSearch.from_folder` opens both without re-encoding.
+- Re-exported: :func:`zero_shot_weights` (:mod:`ecmm.attributes`) and the evaluation helpers
+  :func:`evaluate_retrieval`, :func:`requests_for`, :func:`request_queries` (:mod:`ecmm.search_evaluation`).
 
 A query costs one call of the CLIP text tower and (hybrid) one of the sentence encoder; the rest
-is a ``(1, E) x (E, N)`` product per signal, a sparse BM25 lookup and a rank fusion over ``N``
-rows: microseconds to a millisecond for a catalog of thousands. The catalog side is numpy, and
-torch is imported only where a torch model runs: a search opened with exported ``query_encoders``
-(:mod:`ecmm.exported_text`) and a saved text side answers text queries without it.
+is a ``(1, E) x (E, N)`` product per signal, a BM25 lookup and a rank fusion over ``N`` rows. The
+catalog side is numpy and torch is imported only where a torch model runs: a search opened with
+exported ``query_encoders`` (:mod:`ecmm.exported_text`) and a saved text side needs no torch.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ecmm.hybrid import HybridBlend, reciprocal_rank_fusion
-from ecmm.lexical import BM25Index
-from ecmm.query import ParsedQuery, QueryVocabulary, corrected_query, parse_query
-from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, as_array, bm25_documents,
-                            cached_encodings, catalog_digest, encode_catalog_texts, fitting_text_side,
-                            load_text_side, photo_tags, tower_sentence_encoder)
+from ecmm.hybrid import HybridBlend
+from ecmm.query import QueryVocabulary, parse_query
+from ecmm.search_signals import (MAX_QUERY_CHARACTERS, EncodedQuery, checked_query, expanded_query, fused_scores,
+                                 query_signals, top_rows)
+from ecmm.text_side import (CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, as_array, cached_encodings,
+                            catalog_digest, encode_catalog_texts, fitting_text_side, load_text_side, normalised,
+                            photo_tags, text_side_tables, tower_sentence_encoder)
 
 __all__ = ["RESULT_COLUMNS", "REQUEST_TEMPLATES", "CatalogSearch", "EncodedQuery", "requests_for",
            "evaluate_retrieval", "results_to_records", "MAX_QUERY_CHARACTERS", "SEARCH_MODES",
-           "DEFAULT_MODE", "zero_shot_weights", "request_queries",
-           "tower_sentence_encoder",
-           "GALLERY_PHOTO", "QUERY_PHOTO"]
+           "DEFAULT_MODE", "zero_shot_weights", "request_queries", "tower_sentence_encoder", "GALLERY_PHOTO",
+           "QUERY_PHOTO"]
 
 RESULT_COLUMNS = ("sku_id", "title", "product_type", "colour", "category", "score")
 SEARCH_MODES = ("dense", "lexical", "hybrid")  # ways search_text can rank the catalog
 DEFAULT_MODE = "hybrid"  # the best measured mode on the free-form queries (notebook 05)
-MAX_QUERY_CHARACTERS = 200  # longer text queries are refused
 _REEXPORTED = {"zero_shot_weights": "ecmm.attributes", "GALLERY_PHOTO": "ecmm.search_evaluation",
                "QUERY_PHOTO": "ecmm.search_evaluation", "REQUEST_TEMPLATES": "ecmm.search_evaluation",
                "evaluate_retrieval": "ecmm.search_evaluation", "request_queries": "ecmm.search_evaluation",
@@ -62,18 +56,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_REEXPORTED[name]), name)
     raise AttributeError(f"module 'ecmm.search' has no attribute {name!r}")
-
-
-@dataclass(frozen=True, eq=False)
-class EncodedQuery:
-    """A text query read once: parsed, expanded, and embedded by the encoders its mode needs."""
-
-    query: str  # as typed (stripped)
-    mode: str  # the mode it was encoded for
-    parsed: ParsedQuery  # colours, product types, price limits it names
-    expanded: str  # corrected, lower case, plus the understood words: what BM25 and the encoders read
-    clip: np.ndarray | None  # (1, E) CLIP text tower: of `query` (dense) or `expanded` (hybrid)
-    sentence: np.ndarray | None  # (1, D) text->text encoder of `expanded` (hybrid, understand)
 
 
 class CatalogSearch:
@@ -202,7 +184,6 @@ class CatalogSearch:
         """
         if self._text_side is None:
             types = sorted(self.catalog["product_type"].astype(str).unique())
-            colours = sorted(self.catalog["colour"].astype(str).unique())
             cached = self.cached if self.cached is not None and list(self.cached.types) == types else None
             if cached is not None and cached.photos is not None:
                 photos = as_array(cached.photos)  # (N, E), row i = catalog row i
@@ -217,17 +198,7 @@ class CatalogSearch:
             if encoded is None:
                 encoded = encode_catalog_texts(lambda texts, prompt: self.encode_texts(texts, prompt=prompt),
                                                self.catalog, types)
-            columns = list(RESULT_COLUMNS[:-1])
-            self._text_side = {
-                "photos": photos, "tags": tags, "bm25": BM25Index(bm25_documents(self.catalog, tags)),
-                "types": types, "texts": encoded["texts"], "type_embeddings": encoded["type_embeddings"],
-                "row_types": np.searchsorted(types, self.catalog["product_type"].astype(str).to_numpy()),
-                "colours": colours,
-                "row_colours": np.searchsorted(colours, self.catalog["colour"].astype(str).to_numpy()),
-                "prices": self.catalog["price"].to_numpy(dtype=np.float64),
-                "records": [{key: str(value) for key, value in row.items()}
-                            for row in self.catalog[columns].to_dict("records")],
-            }
+            self._text_side = text_side_tables(self.catalog, photos, tags, encoded, types, list(RESULT_COLUMNS[:-1]))
         return self._text_side
 
     def with_query_encoders(self, model: Any, text_encoder: Callable[[list[str]], Any] | None) -> "CatalogSearch":
@@ -269,12 +240,11 @@ class CatalogSearch:
         Raises:
             ValueError: a query is empty or too long, or a mode is unknown.
         """
-        checked = [self._checked(query) for query in queries]
+        checked = [checked_query(query) for query in queries]
         modes = [self._mode(modes if modes is None or isinstance(modes, str) else modes[i])
                  for i in range(len(checked))]
         parsed = [parse_query(query, self.vocabulary) for query in checked]
-        expanded = [" ".join([corrected_query(query, reading), *reading.colours, *reading.product_types])
-                    for query, reading in zip(checked, parsed)]
+        expanded = [expanded_query(query, reading) for query, reading in zip(checked, parsed)]
         clip_rows = {i: (checked[i] if mode == "dense" else expanded[i])
                      for i, mode in enumerate(modes) if mode in ("dense", "hybrid")}
         sentence_rows = [i for i, mode in enumerate(modes) if mode == "hybrid" or understand]
@@ -316,23 +286,7 @@ class CatalogSearch:
         """
         encoded = query if isinstance(query, EncodedQuery) and query.mode == "hybrid" \
             else self.encode_queries([query.query if isinstance(query, EncodedQuery) else query], "hybrid")[0]
-        side, parsed = self.text_side(), encoded.parsed
-        dense_image = (encoded.clip @ side["photos"].T)[0]  # (N,)
-        type_rows = [i for i, name in enumerate(side["types"]) if name in parsed.product_types]
-        colour_rows = [i for i, name in enumerate(side["colours"]) if name in parsed.colours]
-        matches = (2.0 * np.isin(side["row_types"], type_rows) + np.isin(side["row_colours"], colour_rows))  # (N,)
-        signals = {
-            "dense_image": dense_image,
-            "dense_text": (encoded.sentence @ side["texts"].T)[0],
-            "nearest_types": (encoded.sentence @ side["type_embeddings"].T)[0][side["row_types"]]
-                             + 1e-3 * dense_image,
-            "lexical": side["bm25"].scores(encoded.expanded),
-            "attributes": np.where(matches > 0, matches + 1e-3 * dense_image, np.nan),
-        }
-        price = side["prices"]
-        outside = (price > (np.inf if parsed.max_price is None else parsed.max_price)) | \
-                  (price < (-np.inf if parsed.min_price is None else parsed.min_price))
-        return signals, outside
+        return query_signals(self.text_side(), encoded)
 
     def scores(self, query: str | EncodedQuery, mode: str | None = None) -> np.ndarray:
         """Score of every catalog row for a text query (higher is better).
@@ -346,12 +300,7 @@ class CatalogSearch:
             return (encoded.clip @ self.text_side()["photos"].T)[0]
         if encoded.mode == "lexical":
             return self.text_side()["bm25"].scores(encoded.expanded)
-        signals, outside = self.signals(encoded)
-        signals["lexical"] = np.where(signals["lexical"] > 0, signals["lexical"], np.nan)
-        fused = reciprocal_rank_fusion(signals, self.blend.weights(), self.blend.rrf_k)
-        if self.blend.price_filter:
-            fused = np.where(outside, fused - 1.0, fused)  # RRF scores are < 1: outside goes last
-        return fused
+        return fused_scores(*self.signals(encoded), self.blend)
 
     def search_text(self, query: str, k: int = 10, mode: str | None = None) -> pd.DataFrame:
         """Top-``k`` SKUs for a text query (DataFrame with ``RESULT_COLUMNS``).
@@ -361,13 +310,13 @@ class CatalogSearch:
             k: number of results.
             mode: ``"dense"``, ``"lexical"`` or ``"hybrid"``; None = ``self.default_mode``.
         """
-        top, scores = self._top(self.scores(query, mode), k)
+        top, scores = top_rows(self.scores(query, mode), k)
         return self._results(scores, top)
 
     def answer(self, query: str, k: int = 10, mode: str | None = None) -> tuple[pd.DataFrame, dict]:
         """``(search_text(query, k, mode), understand(query))`` from one encoding of the query."""
         encoded = self.encode_queries([query], mode, understand=True)[0]
-        top, scores = self._top(self.scores(encoded, mode), k)
+        top, scores = top_rows(self.scores(encoded, mode), k)
         return self._results(scores, top), self.understand(encoded)
 
     def search_records(self, queries: Sequence[str], k: int | Sequence[int] = 10,
@@ -389,7 +338,7 @@ class CatalogSearch:
         counts = [k] * len(queries) if isinstance(k, int) else list(k)
         answers = []
         for encoded, count in zip(self.encode_queries(queries, modes), counts):
-            top, scores = self._top(self.scores(encoded, encoded.mode), count)
+            top, scores = top_rows(self.scores(encoded, encoded.mode), count)
             answers.append([{**side["records"][row], "score": round(float(score), 4)}
                             for row, score in zip(top.tolist(), scores.round(4).tolist())])
         return answers
@@ -457,32 +406,11 @@ class CatalogSearch:
             raise ValueError(f"mode must be one of {SEARCH_MODES}; got {mode!r}")
         return mode
 
-    @staticmethod
-    def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the ``k`` best scores (ties keep catalog order) and their scores."""
-        top = np.argsort(-scores, kind="stable")[:k]
-        return top, scores[top]
-
-    @staticmethod
-    def _checked(query: str) -> str:
-        query = (query or "").strip()
-        if not query:
-            raise ValueError("the query is empty: type what you are looking for, e.g. 'red backpack'")
-        if len(query) > MAX_QUERY_CHARACTERS:
-            raise ValueError(f"the query has {len(query)} characters; keep it under {MAX_QUERY_CHARACTERS}")
-        return query
-
     def _results(self, scores: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
         """``k`` scores and catalog rows -> the results table."""
         frame = self.catalog.iloc[np.asarray(rows)][list(RESULT_COLUMNS[:-1])].reset_index(drop=True)
         frame["score"] = np.asarray(scores, dtype=np.float64).round(4)
         return frame
-
-
-def normalised(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32). Shapes: ``(N, D) -> (N, D)``."""
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)
 
 
 def results_to_records(frame: pd.DataFrame) -> list[dict]:

@@ -35,10 +35,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ecmm.lexical import BM25Index
+
 __all__ = ["TEXT_SIDE_TENSORS", "TEXT_SIDE_TABLE", "CLIP_ENCODER", "SENTENCE_ENCODER", "TYPE_PROMPT",
            "CachedTextSide", "catalog_digest", "photo_tags", "bm25_documents", "encode_catalog_texts",
-           "save_text_side", "load_text_side", "same_embedding", "fitting_text_side", "cached_encodings",
-           "tower_sentence_encoder"]
+           "save_text_side", "load_text_side", "normalised", "text_side_tables", "same_embedding",
+           "fitting_text_side", "cached_encodings", "tower_sentence_encoder"]
 
 TEXT_SIDE_TENSORS = "text_side.safetensors"  # title and product-type embeddings per encoder
 TEXT_SIDE_TABLE = "text_side.json"  # digest, product types, photo tags, encoder names
@@ -75,6 +77,12 @@ def as_array(values: Any) -> np.ndarray:
     if hasattr(values, "detach"):
         values = values.detach().float().cpu().numpy()
     return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def normalised(embeddings: Any) -> np.ndarray:
+    """Rows scaled to unit length (float32). Shapes: ``(N, D) -> (N, D)``."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)
 
 
 def photo_tags(photo_embeddings: Any, model: Any, tokenizer: Any, catalog: pd.DataFrame,
@@ -115,6 +123,34 @@ def encode_catalog_texts(encode: Callable[[list[str], str], Any], catalog: pd.Da
     """
     return {"texts": as_array(encode(list(catalog["title"].astype(str)), "{}")),
             "type_embeddings": as_array(encode(list(types), TYPE_PROMPT))}
+
+
+def text_side_tables(catalog: pd.DataFrame, photos: np.ndarray, tags: pd.DataFrame, encoded: Mapping[str, Any],
+                     types: Sequence[str], columns: Sequence[str]) -> dict[str, Any]:
+    """Everything a text query is scored against, as numpy arrays over the ``N`` catalog rows.
+
+    Args:
+        catalog: the rows (``product_type``, ``colour``, ``price`` and ``columns``).
+        photos: ``(N, E)`` photo embeddings by row.
+        tags: predicted colour / product_type of each photo (the BM25 documents' tags).
+        encoded: ``{"texts": (N, D), "type_embeddings": (T, D)}`` under the text->text encoder.
+        types: the ``T`` product types, sorted.
+        columns: the result columns copied into ``records``.
+
+    Returns:
+        ``{"photos", "tags", "bm25" BM25Index, "types", "texts", "type_embeddings", "row_types" (N,)
+        type index, "colours", "row_colours" (N,) colour index, "prices" (N,) float, "records" (N,)
+        JSON-ready result rows without score}``.
+    """
+    colours = sorted(catalog["colour"].astype(str).unique())
+    return {
+        "photos": photos, "tags": tags, "bm25": BM25Index(bm25_documents(catalog, tags)),
+        "types": list(types), "texts": encoded["texts"], "type_embeddings": encoded["type_embeddings"],
+        "row_types": np.searchsorted(types, catalog["product_type"].astype(str).to_numpy()),
+        "colours": colours, "row_colours": np.searchsorted(colours, catalog["colour"].astype(str).to_numpy()),
+        "prices": catalog["price"].to_numpy(dtype=np.float64),
+        "records": [{key: str(value) for key, value in row.items()} for row in catalog[list(columns)].to_dict("records")],
+    }
 
 
 def save_text_side(folder: str | Path, side: CachedTextSide) -> None:

@@ -74,3 +74,12 @@ def test_default_blend_lets_understood_types_lead():
     weights = HybridBlend().weights()
     assert weights["attributes"] > weights["dense_text"] > 0 and weights["nearest_types"] > 0
     assert weights["dense_image"] == weights["lexical"] == 0.0
+
+
+def test_price_offset_puts_every_row_outside_the_range_below_every_row_inside():
+    from ecmm.hybrid import price_offset
+
+    assert price_offset(list(HybridBlend().weights().values()), HybridBlend().rrf_k) == 1.0  # 5 / 11 < 1
+    assert price_offset([4.0] * 5, 10.0) == pytest.approx(20 / 11 + 1)
+    best_outside = 20 / 11 - price_offset([4.0] * 5, 10.0)  # ranked first by every signal, but too dear
+    assert best_outside < 0.0  # every row inside scores >= 0
