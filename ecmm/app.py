@@ -15,7 +15,7 @@ Cached artefacts are read through :mod:`ecmm.artifacts`, so a damaged file raise
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -99,11 +99,12 @@ def load_shop_model(device: Any = None, progress: bool = True, *, source: Any = 
     return clip, clip.preprocess, clip.tokenizer
 
 
-def load_query_encoders(progress: bool = True, *, source: Any = None, model: str | None = None) -> dict:
+def load_query_encoders(progress: bool = True, *, source: Any = None, model: str | None = None) -> Mapping:
     """The shop model's query encoders exported to ONNX (the registry's ``query_encoder`` asset).
 
     Returns:
-        ``{"clip": texts -> (n, E), "sentence": texts -> (n, D)}`` (numpy, run by onnxruntime), or
+        ``{"clip": texts -> (n, E), "sentence": texts -> (n, D)}`` (numpy, run by onnxruntime: an
+        :class:`ecmm.exported_text.QueryEncoders`, one MiniLM pass for both on the offline model), or
         ``{}`` when the model's tokenizer cannot be exported (open_clip's) or onnxruntime is not
         installed; a line on stderr says which, and queries then run on the torch model.
 
@@ -114,7 +115,7 @@ def load_query_encoders(progress: bool = True, *, source: Any = None, model: str
 
     from ecmm.artifacts import ArtifactError, read_card
     from ecmm.assets import ensure_asset
-    from ecmm.exported_text import ExportedTextEncoder, onnxruntime_installed
+    from ecmm.exported_text import ExportedTextEncoder, QueryEncoders, onnxruntime_installed
 
     if not onnxruntime_installed():
         print("onnxruntime is not installed: queries run on the torch model (pip install onnxruntime)",
@@ -129,7 +130,7 @@ def load_query_encoders(progress: bool = True, *, source: Any = None, model: str
         encoders = {name: ExportedTextEncoder.load(folder / name, num_threads=1) for name in ("clip", "sentence")}
     except (OSError, ValueError) as error:
         raise ArtifactError(folder, f"the exported encoders do not load ({error.__class__.__name__})") from None
-    return {name: (lambda texts, encoder=encoder, name=name: encoder(texts)[name]) for name, encoder in encoders.items()}
+    return QueryEncoders(encoders["clip"], encoders["sentence"])
 
 
 def load_search(device: Any = None, progress: bool = True, *, source: Any = None, model: str | None = None,

@@ -75,7 +75,7 @@ ASSETS: tuple[Asset, ...] = (
           "ecmm.search_assets:build_catalog_index", ("shop_clip", "catalog"), model_from="shop_clip", scoped=True,
           default=True),
     Asset("query_encoder", "query encoders of the shop model exported to ONNX (fast text queries)",
-          "assets/query_encoder", "ecmm.search_assets:build_query_encoder", ("shop_clip",), model_from="shop_clip",
+          "assets/query_encoder", "ecmm.query_encoder_asset:build_query_encoder", ("shop_clip",), model_from="shop_clip",
           scoped=True, default=True),
     Asset("support_encoder", "support classifier exported to ONNX (fast replies)", "assets/support_encoder",
           "ecmm.service.assistant:build_support_encoder", ("support",), default=True),

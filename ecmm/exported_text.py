@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ecmm.onnx_runtime import onnx_session, onnxruntime_installed
 
 __all__ = ["MODEL_FILE", "TOKENIZER_FILE", "SPEC_FILE", "TOLERANCE", "PROBE_TEXTS", "exportable_tokenizer",
-           "export_text_encoder", "ExportedTextEncoder", "onnxruntime_installed"]
+           "export_text_encoder", "ExportedTextEncoder", "QueryEncoders", "onnxruntime_installed"]
 
 MODEL_FILE = "text_encoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -144,17 +145,72 @@ class ExportedTextEncoder:
         return {"input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
                 "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64)}
 
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        """``B`` texts -> ``(B, F)`` float32: every output, concatenated."""
+    def features(self, texts: Sequence[str], tokens: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """``B`` texts (or their ``tokens``) -> ``(B, F)`` float32: every output, concatenated."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             return np.empty((0, sum(self.outputs.values())), dtype=np.float32)
-        return self.session.run(None, self.tokenize(texts))[0].astype(np.float32, copy=False)
+        tokens = self.tokenize(texts) if tokens is None else tokens
+        return self.session.run(None, dict(tokens))[0].astype(np.float32, copy=False)
 
-    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    def __call__(self, texts: Sequence[str], tokens: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """``B`` texts -> ``{output name: (B, width) float32}`` (as the torch module computes them)."""
-        features, start, named = self.features(texts), 0, {}
+        features, start, named = self.features(texts, tokens), 0, {}
         for name, width in self.outputs.items():
             named[name] = features[:, start:start + width]
             start += width
         return named
+
+
+class QueryEncoders(Mapping):
+    """A search's exported query encoders: ``{"clip": texts -> (B, E), "sentence": texts -> (B, D)}``.
+
+    When the ``sentence`` export also gives ``clip`` (the offline model's MiniLM run once for both:
+    :class:`ecmm.query_encoder_asset.JointQueryTower`), the two embeddings of the same texts come
+    from one pass: the last texts' outputs are kept, and the ``clip`` output of the joint export is
+    used only when no text is longer than the CLIP tokenizer's context (so its tokens are the same).
+
+    Args:
+        clip: the exported CLIP text tower (output ``clip``).
+        sentence: the exported sentence encoder (output ``sentence``, and maybe ``clip``).
+    """
+
+    def __init__(self, clip: ExportedTextEncoder, sentence: ExportedTextEncoder) -> None:
+        self.clip, self.sentence = clip, sentence
+        self.joint = "clip" in sentence.outputs
+        self.clip_length = int(clip.spec["max_length"])
+        self.last: tuple[tuple[str, ...], dict[str, np.ndarray]] | None = None  # texts -> outputs of one pass
+
+    def encode(self, name: str, texts: Sequence[str]) -> np.ndarray:
+        """``B`` texts -> ``(B, width)`` float32 embeddings of encoder ``name`` (``"clip"`` or ``"sentence"``)."""
+        key = (texts,) if isinstance(texts, str) else tuple(str(text) for text in texts)
+        last = self.last
+        if last is not None and last[0] == key and name in last[1]:
+            return last[1][name]
+        if name == "clip" and not self.joint:
+            return self.clip(key)["clip"]
+        if name == "sentence" and not self.joint:
+            return self.sentence(key)["sentence"]
+        tokens = self.sentence.tokenize(key) if key else None
+        if tokens is not None and name == "clip" and tokens["input_ids"].shape[1] > self.clip_length:
+            return self.clip(key)["clip"]  # a text the CLIP tokenizer truncates: its own tokens
+        outputs = self.sentence(key, tokens)
+        if tokens is not None and tokens["input_ids"].shape[1] > self.clip_length:
+            outputs.pop("clip")
+        self.last = (key, outputs)
+        return outputs[name]
+
+    def forget(self) -> None:
+        """Drop the kept outputs (a benchmark that times every pass)."""
+        self.last = None
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in ("clip", "sentence"):
+            raise KeyError(name)
+        return lambda texts: self.encode(name, texts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("clip", "sentence"))
+
+    def __len__(self) -> int:
+        return 2

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,13 +90,13 @@ class CatalogSearch:
                  vocabulary: QueryVocabulary | None = None,
                  text_encoder: Callable[[list[str]], Any] | None = None,
                  cached: CachedTextSide | None = None,
-                 query_encoders: dict[str, Callable[[list[str]], np.ndarray]] | None = None) -> None:
+                 query_encoders: Mapping[str, Callable[[list[str]], np.ndarray]] | None = None) -> None:
         if default_mode not in SEARCH_MODES:
             raise ValueError(f"default_mode must be one of {SEARCH_MODES}; got {default_mode!r}")
         self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
         self.catalog = catalog.reset_index(drop=True)
         self.index = index
-        self.query_encoders = dict(query_encoders or {})
+        self.query_encoders = query_encoders if query_encoders is not None else {}  # a mapping, kept as given
         if model is not None:
             from ecmm.device import get_device
 

@@ -6,10 +6,8 @@ side (:mod:`ecmm.text_side`) once and writes both through :func:`ecmm.artifacts.
 ``index/`` (the :class:`~ecmm.index.EmbeddingIndex`), ``text_side.safetensors`` and
 ``text_side.json``. :meth:`ecmm.search.CatalogSearch.from_folder` reads them back.
 
-:func:`build_query_encoder` is the ``query_encoder`` asset: the query side of the same search (the
-CLIP text tower and the sentence encoder) exported to ONNX (:mod:`ecmm.exported_text`), so that a
-text query is answered without torch. A model whose tokenizer cannot be exported (open_clip's)
-gets a card that says why, and its queries run on the torch model.
+The query side of the same search, exported to ONNX, is the ``query_encoder`` asset
+(:mod:`ecmm.query_encoder_asset`).
 """
 
 from __future__ import annotations
@@ -26,46 +24,9 @@ from ecmm.models.clip import embed_images
 from ecmm.search_evaluation import GALLERY_PHOTO
 from ecmm.text_side import CLIP_ENCODER, SENTENCE_ENCODER, CachedTextSide, save_text_side, tower_sentence_encoder
 
-__all__ = ["RECIPE_VERSION", "QUERY_ENCODERS", "build_catalog_index", "build_query_encoder", "QueryTextTower",
-           "SentenceTower"]
+__all__ = ["RECIPE_VERSION", "build_catalog_index"]
 
 RECIPE_VERSION = 3  # search_index: 1 = photo index only; 2 = + cached text side; 3 = + photo embeddings by row
-QUERY_ENCODERS = ("clip", "sentence")  # subfolders of the query_encoder asset, one exported encoder each
-
-
-class QueryTextTower(torch.nn.Module):
-    """The CLIP text tower as a module of token tensors (the offline model's MiniLM + projection).
-
-    Calls MiniLM and the projection directly, never the model's memo of MiniLM outputs, so a
-    trace records the network, not a remembered answer.
-
-    Shapes:
-        input_ids, attention_mask ``(B, L)`` -> ``(B, E)`` L2-normalised.
-    """
-
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if hasattr(self.model, "project_text") and hasattr(self.model, "text_encoder"):
-            return self.model.project_text(self.model.text_encoder(input_ids, attention_mask))
-        return self.model.encode_text({"input_ids": input_ids, "attention_mask": attention_mask})
-
-
-class SentenceTower(torch.nn.Module):
-    """A mean-pooling sentence encoder (:class:`ecmm.models.text.TextEncoder`), normalised.
-
-    Shapes:
-        input_ids, attention_mask ``(B, L)`` -> ``(B, D)`` L2-normalised.
-    """
-
-    def __init__(self, encoder: torch.nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.encoder(input_ids, attention_mask), dim=-1)
 
 
 def build_catalog_index(folder: Path, model: Any, progress: bool = True, *, source: Any = None,
@@ -122,52 +83,3 @@ def build_catalog_index(folder: Path, model: Any, progress: bool = True, *, sour
                                "text_side": dict(side.encoder_names)},
                     "data": {"catalog": source.name, "fingerprint": getattr(source, "fingerprint", None),
                              "rows": len(catalog), "digest": side.digest}})
-
-
-def build_query_encoder(folder: Path, model: Any, progress: bool = True, *, source: Any = None) -> None:
-    """The registry's builder of ``query_encoder``: the search's query encoders exported to ONNX.
-
-    ``folder/clip`` holds the CLIP text tower, ``folder/sentence`` the sentence encoder of the
-    text->text signals (the model's own MiniLM when unchanged, else the bundled one), each with
-    its tokenizer, checked against the torch encoders on probe texts.
-
-    Args:
-        folder: where the asset is written.
-        model: the shop's CLIP model.
-        progress: print a line on stderr when exporting starts.
-        source: the catalog (unused: the encoders do not depend on it; kept for the registry).
-    """
-    from ecmm.artifacts import write_artifact
-    from ecmm.exported_text import export_text_encoder, exportable_tokenizer
-
-    del source
-    tokenizer = getattr(getattr(model, "tokenizer", None), "hf_tokenizer", None)
-    tower = getattr(model, "text_encoder", None)
-    reason = ("" if tokenizer is not None and tower is not None else
-              f"{type(model).__name__}'s tokenizer is not a Hugging Face tokenizer") or exportable_tokenizer(tokenizer)
-    card: dict[str, Any] = {"asset": "query_encoder", "recipe": {"version": RECIPE_VERSION, "encoders": list(QUERY_ENCODERS)}}
-    if reason:
-        card.update(exported=False, reason=reason)
-        write_artifact(folder, lambda temporary: (temporary / "not_exported.txt").write_text(reason + "\n"), card)
-        return
-    if progress:
-        print(f"exporting the query encoders to ONNX into {folder}", file=sys.stderr)
-    sentence = tower if tower_sentence_encoder(model) is not None else None
-    if sentence is None:
-        from ecmm.models.text import load_text_encoder
-
-        sentence = load_text_encoder(device="cpu")
-    specs: dict[str, dict] = {}
-
-    def write_files(temporary: Path) -> None:
-        was = next(model.parameters()).device
-        model.cpu()
-        try:
-            specs["clip"] = export_text_encoder(QueryTextTower(model), tokenizer, temporary / "clip",
-                                                {"clip": int(model.embed_dim)}, int(model.tokenizer.context_length))
-            specs["sentence"] = export_text_encoder(SentenceTower(sentence), sentence.tokenizer, temporary / "sentence",
-                                                    {"sentence": int(sentence.embedding_dim)}, int(sentence.max_length))
-        finally:
-            model.to(was)
-
-    write_artifact(folder, write_files, {**card, "exported": True, "specs": specs})

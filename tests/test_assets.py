@@ -17,7 +17,7 @@ CONTRACT = {  # asset -> builder named by the kit's layers (imported only when r
     "shop_clip": "ecmm.finetune:build_shop_model",
     "support": "ecmm.service.assistant:build_support_classifier",
     "search_index": "ecmm.search_assets:build_catalog_index",
-    "query_encoder": "ecmm.search_assets:build_query_encoder",
+    "query_encoder": "ecmm.query_encoder_asset:build_query_encoder",
     "support_encoder": "ecmm.service.assistant:build_support_encoder",
     "recommender": "ecmm.recsys.embeddings:build_content_embeddings",
     "fitted_recommender": "ecmm.recsys.pipeline:build_fitted_recommender",

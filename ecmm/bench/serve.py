@@ -194,8 +194,6 @@ def search_breakdown(search: object, queries: Sequence[str]) -> dict[str, float]
         whole call, DataFrame out), "search_records" (the whole call, JSON-ready dicts out),
         "serialise" (json.dumps of the records)}``.
     """
-    import torch
-
     from ecmm.query import parse_query
 
     parts: dict[str, list[float]] = {name: [] for name in (
@@ -203,10 +201,14 @@ def search_breakdown(search: object, queries: Sequence[str]) -> dict[str, float]
         "search_records", "serialise")}
 
     memo = getattr(getattr(search, "model", None), "text_feature_cache", None)  # the offline model's MiniLM memo
+    forget = getattr(search.query_encoders, "forget", None)  # the exported encoders' last pass
+    encode_clip = query_clip_encoder(search)
 
     def timed(name: str, function: Callable[[], object]) -> object:
         if isinstance(memo, dict):
             memo.clear()  # every part pays for its own MiniLM passes
+        if callable(forget):
+            forget()
         start = time.perf_counter()
         value = function()
         parts[name].append(time.perf_counter() - start)
@@ -215,9 +217,8 @@ def search_breakdown(search: object, queries: Sequence[str]) -> dict[str, float]
     search.search_text(queries[0])  # warm-up
     for query in queries:
         timed("parse", lambda: parse_query(query, search.vocabulary))
-        tokens = timed("tokenise", lambda: search.tokenizer([query]))
-        with torch.inference_mode():
-            timed("encode_clip", lambda: search.model.encode_text(tokens))
+        timed("tokenise", lambda: search.tokenizer([query]))
+        timed("encode_clip", lambda: encode_clip([query]))
         timed("encode_sentence", lambda: search.encode_texts([query]))
         encoded = timed("encode_queries", lambda: search.encode_queries([query]))[0]
         timed("rank", lambda: search.scores(encoded))
@@ -225,6 +226,21 @@ def search_breakdown(search: object, queries: Sequence[str]) -> dict[str, float]
         records = timed("search_records", lambda: search.search_records([query], 10))[0]
         timed("serialise", lambda: json.dumps(records))
     return {name: _median_ms(values) for name, values in parts.items()}
+
+
+def query_clip_encoder(search: object) -> Callable[[list[str]], object]:
+    """The CLIP text tower as the search runs a query: its exported copy when it has one, else the
+    torch model (tokenising included). Shapes: ``B`` texts -> ``(B, E)``."""
+    exported = getattr(search, "query_encoders", {})
+    if "clip" in exported:
+        return exported["clip"]
+    import torch
+
+    def torch_tower(texts: list[str]) -> object:
+        with torch.no_grad():
+            return search.model.encode_text(search.tokenizer(texts))
+
+    return torch_tower
 
 
 def encoder_rates(search: object, queries: Sequence[str], batch: int = 4) -> dict[str, float]:
@@ -236,19 +252,19 @@ def encoder_rates(search: object, queries: Sequence[str], batch: int = 4) -> dic
         batch: queries per call for the batched rate.
 
     Returns:
-        ``{"clip" (CLIP text tower, tokenising included, one query a call: the "encoder only" of the
-        ratio), "clip_and_sentence" (both encoders a hybrid query needs, one query a call),
+        ``{"clip" (CLIP text tower as the search runs it: the exported one when it has it, tokenising
+        included, one query a call: the "encoder only" of the ratio), "clip_and_sentence" (both encoders a hybrid query needs, one query a call),
         "clip_and_sentence_batched" (both, ``batch`` queries a call), "clip_repeated" (the CLIP tower on
         the first ``len(queries) // 10`` queries three times: what a model that memoises recent texts
         answers for repeated queries)}``.
     """
-    import torch
-
     third = len(queries) // 3
+    forget = getattr(search.query_encoders, "forget", None)  # exported encoders keep the last texts' pass
 
     def clip(texts: list[str]) -> object:
-        with torch.no_grad():
-            return search.model.encode_text(search.tokenizer(texts))
+        if callable(forget):
+            forget()
+        return query_clip_encoder(search)(texts)
 
     def both(texts: list[str]) -> object:
         clip(texts)
@@ -260,7 +276,7 @@ def encoder_rates(search: object, queries: Sequence[str], batch: int = 4) -> dic
     return {"clip": encoder_throughput(clip, singles[:third], repeats=1),
             "clip_and_sentence": encoder_throughput(both, singles[third:2 * third], repeats=1),
             "clip_and_sentence_batched": round(encoder_throughput(both, groups, repeats=1) * batch, 2),
-            "clip_repeated": encoder_throughput(clip, repeated, repeats=3)}
+            "clip_repeated": encoder_throughput(query_clip_encoder(search), repeated, repeats=3)}
 
 
 def int8_report(search: object, queries: Sequence[str]) -> dict[str, float]:
@@ -359,9 +375,10 @@ def run(args: argparse.Namespace) -> int:
     top = max(args.clients)
     served = next(level for level in levels["search"] if level.clients == top).requests_per_second
     print(f"load_search in this process: {in_process_load:.1f} s (index, text side, both encoders)")
-    print(f"encoder only (CLIP text tower, 1 query a call): {encoder:.1f} queries/s; /search at {top} clients / "
+    kind = "exported" if "clip" in search.query_encoders else "torch"
+    print(f"encoder only (CLIP text tower, {kind}, 1 query a call): {encoder:.1f} queries/s; /search at {top} clients / "
           f"encoder only = {served / encoder:.2f}")
-    print(f"both query encoders of a hybrid search: {rates['clip_and_sentence']:.1f} queries/s one at a time, "
+    print(f"both query encoders of a hybrid search ({kind}): {rates['clip_and_sentence']:.1f} queries/s one at a time, "
           f"{rates['clip_and_sentence_batched']:.1f} queries/s 4 at a time; the CLIP tower on repeated queries "
           f"(memoised texts): {rates['clip_repeated']:.1f} queries/s")
     single = levels["search"][0].p50_ms if levels["search"][0].clients == 1 else float("nan")
