@@ -108,3 +108,13 @@ def test_the_limits_are_inclusive_on_both(capsys, monkeypatch):
     assert main(["search", "bag", "--k", str(LIMITS.search_k)]) == 0
     assert _server_detail("/search", q="x" * (LIMITS.query_characters + 1)).endswith(
         f"use at most {LIMITS.query_characters}")
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`ecmm info | head -0`: the pipe is closed before the command writes; it exits 0, quietly."""
+    process = subprocess.Popen([sys.executable, "-m", "ecmm.cli", "info"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "ECMM_QUICK": "1"})
+    process.stdout.close()  # the reader is gone before the first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
