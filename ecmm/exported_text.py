@@ -19,8 +19,8 @@ caller keeps the torch model.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -187,15 +187,14 @@ class QueryEncoders(Mapping):
         last = self.last
         if last is not None and last[0] == key and name in last[1]:
             return last[1][name]
-        if name == "clip" and not self.joint:
-            return self.clip(key)["clip"]
-        if name == "sentence" and not self.joint:
-            return self.sentence(key)["sentence"]
+        if not self.joint:
+            return (self.clip if name == "clip" else self.sentence)(key)[name]
         tokens = self.sentence.tokenize(key) if key else None
-        if tokens is not None and name == "clip" and tokens["input_ids"].shape[1] > self.clip_length:
+        fits = tokens is None or tokens["input_ids"].shape[1] <= self.clip_length  # CLIP would see the same tokens
+        if name == "clip" and not fits:
             return self.clip(key)["clip"]  # a text the CLIP tokenizer truncates: its own tokens
         outputs = self.sentence(key, tokens)
-        if tokens is not None and tokens["input_ids"].shape[1] > self.clip_length:
+        if not fits:
             outputs.pop("clip")
         self.last = (key, outputs)
         return outputs[name]

@@ -253,7 +253,8 @@ def encoder_rates(search: object, queries: Sequence[str], batch: int = 4) -> dic
 
     Returns:
         ``{"clip" (CLIP text tower as the search runs it: the exported one when it has it, tokenising
-        included, one query a call: the "encoder only" of the ratio), "clip_and_sentence" (both encoders a hybrid query needs, one query a call),
+        included, one query a call: the "encoder only" of the ratio), "clip_and_sentence" (both
+        encoders a hybrid query needs, one query a call),
         "clip_and_sentence_batched" (both, ``batch`` queries a call), "clip_repeated" (the CLIP tower on
         the first ``len(queries) // 10`` queries three times: what a model that memoises recent texts
         answers for repeated queries)}``.
