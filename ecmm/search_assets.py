@@ -68,10 +68,7 @@ def build_catalog_index(folder: Path, model: Any, progress: bool = True, *, sour
     search = CatalogSearch(model, model.preprocess, model.tokenizer, catalog, index, text_encoder=text_encoder)
     side = search.saved_text_side()
     side = CachedTextSide(side.digest, side.types, side.tags, side.embeddings,
-                          {CLIP_ENCODER: "the model's text tower", SENTENCE_ENCODER: encoder_name})
-
-    side = CachedTextSide(side.digest, side.types, side.tags, side.embeddings, side.encoder_names,
-                          search.text_side()["photos"])
+                          {CLIP_ENCODER: "the model's text tower", SENTENCE_ENCODER: encoder_name}, side.photos)
 
     def write_files(temporary: Path) -> None:
         index.save(temporary / "index")
