@@ -14,21 +14,26 @@ card records what built the folder (``recipe``, ``data``, ``metrics``, free keys
 
 :func:`write_artifact` builds into a temporary sibling folder and swaps it in only when every
 file and the card are written, so an interrupted (or forced) rebuild never loses a good folder.
-Every error names the folder and the command that repairs it (:data:`REPAIR_COMMAND`).
+:func:`build_lock` lets one process at a time build a folder (two notebooks, or two test workers,
+that need the same missing asset: the second waits, then finds it built). Every error names the folder and the command that repairs it (:data:`REPAIR_COMMAND`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
+
+from filelock import FileLock, Timeout
 
 __all__ = ["ArtifactError", "REPAIR_COMMAND", "CARD_NAME", "assets_home", "write_artifact", "read_card",
            "artifact_status", "file_sha256", "forget_verified", "replace_folder", "card_fingerprint",
-           "file_table"]
+           "file_table", "build_lock"]
 
 CARD_NAME = "card.json"
 REPAIR_COMMAND = "ecmm prepare --repair"
@@ -86,6 +91,33 @@ def replace_folder(new: str | Path, folder: str | Path) -> Path:
     shutil.rmtree(old, ignore_errors=True)
     forget_verified(folder)
     return folder
+
+
+@contextlib.contextmanager
+def build_lock(folder: str | Path, home: str | Path) -> Iterator[None]:
+    """Hold the build lock of ``folder`` (an operating-system file lock, freed if the process dies).
+
+    The lock file is ``home/locks/<folder's path under home, "/" as "__">.lock``, outside the
+    folders that are swapped. The lock is re-entrant in one process. When another process holds
+    it, one line on stderr says so before waiting.
+    """
+    folder, home = Path(folder).resolve(), Path(home).resolve()
+    try:
+        relative = folder.relative_to(home).as_posix()
+    except ValueError:
+        relative = folder.as_posix().strip("/")
+    path = home / "locks" / (relative.replace("/", "__") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), is_singleton=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"Another process is building {folder}: waiting for it (lock {path}).", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def write_artifact(folder: str | Path, write_files: Callable[[Path], None], card: Mapping[str, Any]) -> Path:

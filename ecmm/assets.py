@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ecmm.asset_builders import MissingBuilderError, accepted_arguments, load_function, recipe_version
-from ecmm.artifacts import (CARD_NAME, ArtifactError, artifact_status, card_fingerprint,
+from ecmm.artifacts import (CARD_NAME, ArtifactError, artifact_status, build_lock, card_fingerprint,
                             file_table, read_card, replace_folder)
 from ecmm.asset_scope import Shop, active_shop, shop_of, using_shop
 from ecmm.config import get_settings, write_json
@@ -263,6 +263,12 @@ def _current_status(asset: Asset) -> tuple[str, bool]:
     return ("outdated" if reason else "ok"), reason == LEGACY
 
 
+def _usable(asset: Asset, upgrade_legacy: bool) -> bool:
+    """Whether :func:`ensure_asset` can return the folder as it is."""
+    status, only_legacy = _current_status(asset)
+    return status == "ok" or (only_legacy and not upgrade_legacy)
+
+
 _BUILT: list[str] = []  # names built in this process, in order (repair_assets reports them)
 
 
@@ -366,11 +372,13 @@ def ensure_asset(name: str, force: bool = False, progress: bool = True, upgrade_
         with using_shop(source, model):
             return ensure_asset(name, force, progress, upgrade_legacy)
     asset = get_asset(name)
-    status, only_legacy = _current_status(asset)
-    if not force and (status == "ok" or (only_legacy and not upgrade_legacy)):
+    if not force and _usable(asset, upgrade_legacy):
         return asset_dir(name)
-    _bring_dependencies_up(asset, progress)
-    _build(asset, progress)
+    with build_lock(asset_dir(name), get_settings().home):
+        if not force and _usable(asset, upgrade_legacy):  # built by another process while this one waited
+            return asset_dir(name)
+        _bring_dependencies_up(asset, progress)
+        _build(asset, progress)
     _refresh_dependants(name, progress)
     return asset_dir(name)
 

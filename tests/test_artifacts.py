@@ -131,3 +131,37 @@ def test_an_artefact_may_hold_another_one(tmp_path):
     assert set(read_card(folder)["files"]) == {"index/card.json", "index/model.bin", "index/notes.txt"}
     assert read_card(folder / "index")["recipe"] == {"version": 1}
     assert set(file_table(folder)) == set(read_card(folder)["files"])
+
+
+HOLD_LOCK = """
+import sys, time
+from ecmm.artifacts import build_lock
+with build_lock(sys.argv[1], sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(1.5)
+    open(sys.argv[3], "w").close()  # the last thing done while holding the lock
+"""
+
+
+def test_build_lock_makes_a_second_process_wait_and_is_reentrant(tmp_path, capfd):
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "assets" / "clip"
+    finished = tmp_path / "finished"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), str(tmp_path), str(finished)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        with artifacts.build_lock(folder, tmp_path):
+            waited = time.perf_counter() - start
+            assert finished.exists()  # the other process had finished its block
+            with artifacts.build_lock(folder, tmp_path):  # the same process may take it again
+                pass
+    finally:
+        holder.wait(timeout=30)
+    assert waited > 0.5
+    assert "Another process is building" in capfd.readouterr().err
+    assert (tmp_path / "locks" / "assets__clip.lock").parent.is_dir()

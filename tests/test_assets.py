@@ -295,3 +295,35 @@ def test_a_keyed_asset_is_outdated_when_its_key_changes(stub_home, monkeypatch):
     assert status.status == "outdated" and status.detail == "built for another quick"
     assets.ensure_asset("fitted_recommender", progress=False)
     assert log.count("fitted_recommender") == 2 and read_card(folder)["key"]["quick"] is False
+
+
+RACE = """
+import os, sys, time
+from pathlib import Path
+from ecmm import assets
+from ecmm.artifacts import write_artifact
+
+def slow(folder, progress=True):
+    with open(sys.argv[1], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(1.0)
+    write_artifact(folder, lambda target: (target / "data.bin").write_bytes(b"x"), {"recipe": {"version": 1}})
+
+with assets.override_builders({"source": slow}):
+    print(assets.ensure_asset("source", progress=False))
+"""
+
+
+def test_two_processes_needing_one_asset_build_it_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "builds.txt"
+    environment = {**os.environ, "ECMM_HOME": str(tmp_path / "home")}
+    runs = [subprocess.Popen([sys.executable, "-c", RACE, str(log)], env=environment, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert len(log.read_text().split()) == 1  # the second process waited, then found it built
+    assert outputs[0][0] == outputs[1][0]  # both got the same folder
