@@ -70,9 +70,12 @@ slides: $(STAMP) $(SLIDES_VENDOR)/.installed  ## one reveal.js deck per notebook
 		$(BIN)/jupyter nbconvert --to slides $(SLIDES_FLAGS) --output-dir $(SLIDES) $$source || exit 1; \
 	done
 
+# Test processes for `make test` (pytest-xdist; a notebook's cells stay in one process, in order).
+TEST_WORKERS ?= 2
+
 test: prepare  ## unit tests + nbval of every notebook in quick mode (what CI runs)
 	ECMM_QUICK=1 $(BIN)/python -m pytest -m "not slow and not book and not gpu and not network" \
-		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider tests notebooks
+		-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider tests notebooks
 
 test-book: prepare  ## build the book from quick-executed notebooks and check it in headless Chromium
 	ECMM_QUICK=1 $(BIN)/python -m pytest -m book tests

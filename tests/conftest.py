@@ -8,6 +8,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # `make test` runs several pytest-xdist workers: each (and the notebook kernels it starts) gets
+    # its share of the cores, so that torch's thread pools do not fight over them.
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 import pytest  # noqa: E402
 
@@ -114,3 +120,21 @@ def folder_catalog(tmp_path_factory):
     from catalog_fixtures import write_folder_catalog
 
     return write_folder_catalog(tmp_path_factory.mktemp("folder_catalog"), rows=60)
+
+
+LONG_FILES_FIRST = ("test_notebooks_catalogs.py", ".ipynb")  # the longest chains of one file
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, hand out the files whose tests take longest first (``make test`` passes
+    ``--no-loadscope-reorder``, so this order is kept): the catalog runs of notebooks 04-09, then
+    the notebooks; the many short unit-test files fill in behind them and no worker is left alone
+    at the end with a long file."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+
+    def rank(item) -> int:
+        name = item.path.name
+        return 0 if name == LONG_FILES_FIRST[0] else 1 if name.endswith(LONG_FILES_FIRST[1]) else 2
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
