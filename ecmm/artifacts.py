@@ -29,8 +29,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from filelock import FileLock, Timeout
-
 __all__ = ["ArtifactError", "REPAIR_COMMAND", "CARD_NAME", "assets_home", "write_artifact", "read_card",
            "artifact_status", "file_sha256", "forget_verified", "replace_folder", "card_fingerprint",
            "file_table", "build_lock"]
@@ -101,6 +99,8 @@ def build_lock(folder: str | Path, home: str | Path) -> Iterator[None]:
     folders that are swapped. The lock is re-entrant in one process. When another process holds
     it, one line on stderr says so before waiting.
     """
+    from filelock import FileLock, Timeout  # only when a build needs it: its import takes tens of ms
+
     folder, home = Path(folder).resolve(), Path(home).resolve()
     try:
         relative = folder.relative_to(home).as_posix()
