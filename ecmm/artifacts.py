@@ -15,7 +15,8 @@ card records what built the folder (``recipe``, ``data``, ``metrics``, free keys
 :func:`write_artifact` builds into a temporary sibling folder and swaps it in only when every
 file and the card are written, so an interrupted (or forced) rebuild never loses a good folder.
 :func:`build_lock` lets one process at a time build a folder (two notebooks, or two test workers,
-that need the same missing asset: the second waits, then finds it built). Every error names the folder and the command that repairs it (:data:`REPAIR_COMMAND`).
+that need the same missing asset: the second waits, then finds it built). Every error names the
+folder and the command that repairs it (:data:`REPAIR_COMMAND`).
 """
 
 from __future__ import annotations
